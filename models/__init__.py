@@ -1,0 +1,1 @@
+"""phosphene.models: the StyleGAN2 generator and checkpoint loading; pregeneration models."""

@@ -1,0 +1,5 @@
+import sys
+
+from phosphene.cli import main
+
+sys.exit(main())

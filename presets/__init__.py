@@ -1,0 +1,1 @@
+"""phosphene.presets: YAML presets shipped with the package (read with importlib.resources)."""

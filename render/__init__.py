@@ -1,0 +1,1 @@
+"""phosphene.render: OpenGL (moderngl) effect chain, window and headless contexts, video files."""
