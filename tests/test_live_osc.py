@@ -1,0 +1,169 @@
+"""The OSC server against independent clients: liblo's oscsend/oscdump and raw UDP sockets."""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+import time
+
+import pytest
+
+from phosphene.cli import main as cli_main
+from phosphene.live.osc import MALFORMED, OscServer, build_message, parse_message
+from phosphene.live.osc_namespace import NAMESPACE, NamespaceContext
+from phosphene.live.presets import load_preset
+
+TIMEOUT_S = 10.0
+
+
+@pytest.fixture()
+def context() -> NamespaceContext:
+    preset, _ = load_preset("default")
+    specs = preset.parameter_specs()
+    return NamespaceContext(parameters=specs, effects=frozenset(preset.effect_names()))
+
+
+@pytest.fixture()
+def server(context):
+    status = {"fps": 59.5, "frame_ms": 16.8, "generator_fps": 21.0, "tempo_bpm": 128.0,
+              "preset": "default"}
+    srv = OscServer("127.0.0.1", 0, clock=lambda: 4800, context=lambda: context,
+                    status=lambda: status).start()
+    yield srv
+    srv.stop()
+
+
+def oscsend(port: int, address: str, types: str = "", *values) -> None:
+    subprocess.run(["oscsend", "localhost", str(port), address, types, *map(str, values)],
+                   check=True, timeout=TIMEOUT_S)
+
+
+def wait_for(predicate, what: str):
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def client_socket() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(TIMEOUT_S)
+    return s
+
+
+def test_oscsend_messages_become_stamped_control_events(server):
+    port = server.address[1]
+    oscsend(port, "/phosphene/param/psi", "f", 1.25)
+    oscsend(port, "/phosphene/effect/flash/amount", "f", 0.5)
+    oscsend(port, "/phosphene/keyframe/goto", "i", 3)
+    oscsend(port, "/phosphene/clip/play", "sf", "choir", 0.8)
+    oscsend(port, "/phosphene/mode/drift", "i", 1)          # an int for a float: accepted
+    events = []
+    wait_for(lambda: events.extend(server.drain()) or len(events) >= 5, "5 events")
+    got = [(e.address, e.args, e.sample_index) for e in events]
+    assert got == [("/phosphene/param/psi", (1.25,), 4800),
+                   ("/phosphene/effect/flash/amount", (0.5,), 4800),
+                   ("/phosphene/keyframe/goto", (3,), 4800),
+                   ("/phosphene/clip/play", ("choir", pytest.approx(0.8)), 4800),
+                   ("/phosphene/mode/drift", (1.0,), 4800)]
+    assert server.stats.snapshot()["accepted"]["/phosphene/param/psi"] == 1
+
+
+def test_status_is_answered_to_oscdump(server):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:   # a free port for oscdump
+        probe.bind(("127.0.0.1", 0))
+        dump_port = probe.getsockname()[1]
+    dump = subprocess.Popen(["oscdump", "-L", str(dump_port)], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)       # let oscdump bind before the reply is sent
+        oscsend(server.address[1], "/phosphene/status", "i", dump_port)
+        line = wait_for(lambda: dump.stdout.readline(), "oscdump output")
+    finally:
+        dump.terminate()
+        dump.wait(timeout=TIMEOUT_S)
+    words = line.split()        # oscdump: <timetag> <address> <types> <values...>
+    assert words[1:3] == ["/phosphene/status", "ffffs"]
+    assert "default" in line and "59.5" in line and "128" in line
+
+
+def test_status_and_errors_are_answered_to_the_sender(server):
+    with client_socket() as s:
+        s.sendto(build_message("/phosphene/status"), server.address)
+        address, args = parse_message(s.recv(4096))
+        assert address == "/phosphene/status"
+        assert args[0] == pytest.approx(59.5) and args[3] == pytest.approx(128.0)
+        assert args[4] == "default"
+        bad = [
+            (build_message("/phosphene/param/psi", 9.0), "out of range [0, 2]"),
+            (build_message("/phosphene/param/nonsense", 1.0), "unknown parameter"),
+            (build_message("/phosphene/param/psi"), "takes 1 argument"),
+            (build_message("/phosphene/param/psi", "high"), "must be a number"),
+            (build_message("/phosphene/clip/play", "../../etc/passwd"), "not a name"),
+            (build_message("/phosphene/effect/blur/amount", 1.0), "unknown effect"),
+            (build_message("/phosphene/midi/learn", "nope"), "unknown parameter"),
+            (build_message("/elsewhere", 1), "unknown address"),
+            (b"\x00garbage\xff", "not valid OSC"),
+        ]
+        for packet, reason in bad:
+            s.sendto(packet, server.address)
+            address, args = parse_message(s.recv(4096))
+            assert address == "/phosphene/error"
+            assert reason in args[1], (reason, args)
+    stats = server.stats.snapshot()
+    assert stats["rejected"]["/phosphene/param/psi"] == 3
+    assert stats["rejected"][MALFORMED] == 1
+    assert server.drain() == []           # nothing bad reached the engine
+
+
+def test_a_burst_of_junk_never_kills_the_server(server, context):
+    rng = random.Random(1234)
+    valid = build_message("/phosphene/param/noise", 0.5)
+    truncated = build_message("/phosphene/param/speed", 9.5)
+    addresses = [r.pattern.replace("<name>", "psi").replace("<effect>", "flash")
+                 .replace("<uniform>", "amount").replace("<mode>", "drift") for r in NAMESPACE]
+    n, batch = 10_000, 500
+    with client_socket() as s:
+        for i in range(n):
+            kind = i % 4
+            if kind == 0:
+                packet = rng.randbytes(rng.randrange(1, 200))
+            elif kind == 1:
+                packet = truncated[: rng.randrange(1, len(truncated))]    # cut short
+            elif kind == 2:                                                 # wrong arguments
+                packet = build_message(rng.choice(addresses), rng.choice(["x", 1e9, -5, 2.5]),
+                                       rng.random(), rng.random())
+            else:                                                           # a bogus bundle
+                packet = b"#bundle\x00" + rng.randbytes(rng.randrange(0, 64))
+            s.sendto(packet, server.address)
+            if (i + 1) % batch == 0:
+                # pace the burst so the kernel's UDP queue never drops: every packet is judged
+                wait_for(lambda: counted(server) >= i + 1, f"{i + 1} packets judged")
+        s.sendto(valid, server.address)
+        events = wait_for(lambda: [e for e in server.drain() if e.address == "/phosphene/param/noise"
+                                   and e.args == (0.5,)], "the valid message after the burst")
+    assert len(events) == 1
+    assert server._thread.is_alive()
+    stats = server.stats.snapshot()
+    assert counted(server) == n + 1                       # every packet judged, none lost
+    # python-osc pads a message cut inside its last argument, so a few cut-short ones parse
+    # (as 0.0 or 9.5); everything else is rejected
+    assert sum(stats["rejected"].values()) >= 0.9 * n
+    assert stats["rejected"][MALFORMED] >= n // 2
+
+
+def counted(server) -> int:
+    stats = server.stats.snapshot()
+    return sum(stats["rejected"].values()) + sum(stats["accepted"].values())
+
+
+def test_osc_list_prints_every_address(capsys):
+    assert cli_main(["osc", "--list"]) == 0
+    out = capsys.readouterr().out
+    for route in NAMESPACE:
+        assert route.pattern in out
+    assert "value:f [parameter range]" in out and "bpm:f [0..300]" in out
