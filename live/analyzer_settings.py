@@ -1,0 +1,97 @@
+"""Every knob of the streaming analyzer, named with its unit, validated, settable from a preset.
+
+Times are in milliseconds (``*_ms``) or seconds (``*_s``), frequencies in Hz, levels in dBFS or
+dB; they are converted to hops and bins once, when an ``Analyzer`` is built for a sample rate, so
+the same preset behaves the same at 44.1, 48 or 96 kHz.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class AnalyzerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # -- framing ------------------------------------------------------------------------------
+    hop_length: int = Field(256, ge=16, le=8192,
+                            description="samples per hop: one FeatureFrame per hop")
+    window_ms: float = Field(21.3, gt=1.0, le=200.0,
+                             description="STFT window length; rounded to a power-of-two FFT "
+                             "size (1024 samples at 48 kHz)")
+    dc_block_hz: float = Field(10.0, ge=0.0, le=200.0,
+                               description="corner of the DC-blocking high-pass (0 = off)")
+
+    # -- level, gain and gate -----------------------------------------------------------------
+    level_attack_ms: float = Field(5.0, ge=0.0, description="envelope follower attack")
+    level_release_ms: float = Field(150.0, ge=0.0, description="envelope follower release")
+    agc_target_dbfs: float = Field(-20.0, le=0.0, description="level the automatic gain aims "
+                                   "for; it maps to 0.8 on the normalised level scale")
+    agc_rise_s: float = Field(8.0, gt=0.0, description="time constant for the gain to come up "
+                              "when the input gets quieter")
+    agc_fall_s: float = Field(1.0, gt=0.0, description="time constant for the gain to come "
+                              "down when the input gets louder")
+    agc_max_gain_db: float = Field(40.0, ge=0.0, description="most the automatic gain may add")
+    agc_min_gain_db: float = Field(-20.0, le=0.0, description="most it may take away")
+    agc_enabled: bool = True
+    level_range_db: float = Field(40.0, gt=0.0, description="dynamic range mapped onto the "
+                                  "normalised 0..1 scale (below target - range*0.8 is 0)")
+    gate_dbfs: float = Field(-60.0, le=0.0, description="noise floor: below it (raw RMS) the "
+                             "input counts as silence: level and bands fall to 0, no onsets, "
+                             "gain frozen")
+    gate_hysteresis_db: float = Field(3.0, ge=0.0, description="the gate closes this far "
+                                      "below gate_dbfs, so it does not chatter")
+
+    # -- bands --------------------------------------------------------------------------------
+    band_edges_hz: tuple[float, float] = Field((250.0, 2000.0), description="low|mid and "
+                                               "mid|high crossover frequencies")
+    band_attack_ms: float = Field(5.0, ge=0.0)
+    band_release_ms: float = Field(200.0, ge=0.0)
+    band_agc_s: float = Field(6.0, gt=0.0, description="time constant of each band's own slow "
+                              "normalisation, so treble is as playable as bass")
+
+    # -- onsets (SuperFlux: Böck & Widmer, DAFx 2013) -----------------------------------------
+    onset_bands: int = Field(80, ge=8, le=256, description="mel (log-frequency) filterbank "
+                             "bands the flux is computed on")
+    onset_fmin_hz: float = Field(30.0, ge=0.0)
+    onset_fmax_hz: float = Field(16000.0, gt=0.0, description="capped at Nyquist")
+    onset_log_multiplier: float = Field(100.0, gt=0.0, description="lambda in log10(1 + "
+                                        "lambda * |X|): how strongly quiet partials count")
+    onset_max_filter_bands: int = Field(3, ge=1, le=15, description="width of the maximum "
+                                        "filter over frequency that suppresses vibrato")
+    onset_diff_ratio: float = Field(0.5, gt=0.0, le=1.0, description="compare with the frame "
+                                    "whose window overlaps this one by at most this ratio")
+    onset_delta: float = Field(0.05, ge=0.0, description="threshold above the moving mean, in "
+                               "units of the (gain-normalised) flux")
+    onset_mean_ms: float = Field(100.0, gt=0.0, description="span of the moving mean")
+    onset_max_ms: float = Field(30.0, ge=0.0, description="a peak must be the maximum of "
+                                "this much past")
+    onset_min_interval_ms: float = Field(50.0, ge=0.0, description="minimum time between "
+                                         "two onsets")
+    onset_norm_release_s: float = Field(10.0, gt=0.0, description="release of the running peak "
+                                        "that scales onset_strength to 0..1")
+
+    # -- tempo and beat -----------------------------------------------------------------------
+    tempo_min_bpm: float = Field(60.0, gt=10.0)
+    tempo_max_bpm: float = Field(200.0, gt=10.0)
+    tempo_prior_bpm: float = Field(120.0, gt=10.0, description="centre of the (broad) "
+                                   "preference used when two tempi explain the rhythm equally")
+    tempo_history_s: float = Field(8.0, ge=2.0, le=30.0, description="onset history the tempo "
+                                   "is estimated from")
+    tempo_update_s: float = Field(0.5, gt=0.0, description="how often the tempo is re-estimated")
+    tempo_hold_s: float = Field(8.0, ge=0.0, description="how long a locked tempo is held "
+                                "through a break before it is dropped")
+    beat_phase_gain: float = Field(0.5, ge=0.0, le=1.0, description="how far each estimate "
+                                   "pulls the beat phase toward the onset stream")
+
+    @model_validator(mode="after")
+    def _check_ranges(self):
+        lo, hi = self.band_edges_hz
+        if not 0.0 < lo < hi:
+            raise ValueError(f"band_edges_hz must be two increasing positive frequencies, "
+                             f"got {self.band_edges_hz}")
+        if not self.tempo_min_bpm < self.tempo_max_bpm:
+            raise ValueError("tempo_min_bpm must be below tempo_max_bpm")
+        if self.onset_fmin_hz >= self.onset_fmax_hz:
+            raise ValueError("onset_fmin_hz must be below onset_fmax_hz")
+        return self
