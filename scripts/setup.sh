@@ -15,14 +15,18 @@ dev=0
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Runtime libraries: PortAudio (sounddevice), libsndfile (soundfile), EGL + Mesa (headless and
-# windowed OpenGL through moderngl/glfw), Python's venv module.
+# windowed OpenGL through moderngl/glfw), Python's venv module, FFmpeg's libraries (torchcodec,
+# which coqui-tts loads for YourTTS).
 packages=(python3 python3-venv python3-dev libportaudio2 libsndfile1 libegl1 libgl1 libgl1-mesa-dri
-          libgles2 libglfw3)
+          libgles2 libglfw3 ffmpeg)
+# A C++ compiler: torch.compile's CPU backend builds kernels with it (the live compiled
+# generator path; without it phosphene runs the generator eagerly).
+packages+=(g++)
 # Stand-ins for hardware a test machine lacks: a sound server with a null sink, JACK's dummy
-# driver for MIDI ports, a virtual X screen, an independent OSC client, and tools to inspect
-# what was drawn.
-dev_packages=(pulseaudio pulseaudio-utils jackd2 libjack-jackd2-0 liblo-tools xvfb x11-apps
-              imagemagick)
+# driver for MIDI ports, a virtual X screen, an independent OSC client, tools to inspect
+# what was drawn, and xdotool to press keys in a window the way a performer does.
+dev_packages=(pulseaudio pulseaudio-utils libasound2-plugins jackd2 libjack-jackd2-0 liblo-tools xvfb x11-apps
+              imagemagick xdotool)
 [ "$dev" = 1 ] && packages+=("${dev_packages[@]}")
 
 missing=()
@@ -37,8 +41,8 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-extras=""
-[ "$dev" = 1 ] && extras="[dev]"
+extras="[pregen]"
+[ "$dev" = 1 ] && extras="[dev,pregen]"
 echo "setup: installing phosphene${extras} into .venv (torch is large: a few minutes the first time)"
 .venv/bin/python -m pip install -q -e ".${extras}"
 echo "setup: done. Run .venv/bin/phosphene --help"

@@ -1,0 +1,13 @@
+"""The clip bank: a folder of loudness-normalised clips at one sample rate, a ``bank.json``
+manifest with full provenance, and the analyzer's feature timeline beside every clip.
+
+The live engine uses the small read API (``Bank(path)``, ``.names()``, ``.get(name)``,
+``.load_audio(name)``, ``.load_features(name)``); pregeneration and ``phosphene bank import``
+use ``.add(...)``.
+"""
+
+from phosphene.models.bank.names import BankNameError, validate_name, name_from_filename
+from phosphene.models.bank.store import Bank, BankEntry, BankError
+
+__all__ = ["Bank", "BankEntry", "BankError", "BankNameError", "validate_name",
+           "name_from_filename"]
