@@ -23,6 +23,8 @@ from phosphene.errors import PhospheneError
 # that is missing is skipped, so an area can be developed without breaking the others.
 COMMAND_MODULES = (
     "phosphene.live.cli",
+    "phosphene.live.osc_cli",
+    "phosphene.live.live_cli",
     "phosphene.render.cli",
     "phosphene.models.cli",
     "phosphene.models.pregen_cli",
