@@ -217,10 +217,14 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding,
                             flip_weight=flip_weight)
+        if demodulate and noise is not None:
+            # One fused multiply-add (one rounding), as NVlabs computes it: in fp16 a separate
+            # multiply then add rounds twice and drifts from their images by ~1e-2.
+            return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(batch, -1, 1, 1))
         if demodulate:
             x = x * dcoefs.to(x.dtype).reshape(batch, -1, 1, 1)
-        if noise is not None:
-            x = x + noise.to(x.dtype)
+        elif noise is not None:
+            x = x.add_(noise.to(x.dtype))
         return x
 
     if demodulate:
@@ -231,5 +235,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
                         groups=batch, flip_weight=flip_weight)
     x = x.reshape(batch, out_channels, *x.shape[2:])
     if noise is not None:
-        x = x + noise.to(x.dtype)
+        # In place on the fresh conv output: the sum is computed in the noise's float32 and
+        # rounded once to x's dtype (NVlabs' arithmetic; pre-rounding the noise to fp16 differs).
+        x = x.add_(noise)
     return x

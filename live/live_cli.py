@@ -1,0 +1,205 @@
+"""``phosphene live`` (the show) and ``phosphene bench latency`` (click in -> frame out).
+
+Heavy imports (torch, moderngl, sounddevice) happen inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import signal
+import sys
+from pathlib import Path
+
+from phosphene.errors import PhospheneError
+
+log = logging.getLogger(__name__)
+
+KEYS_HELP = ("keys in the window: f fullscreen, Esc/q quit, o overlay, space next keyframe, "
+             "backspace previous keyframe, c capture keyframe, t tap tempo, "
+             "right/left next/previous preset")
+
+
+def _size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m or not (16 <= int(m[1]) <= 8192 and 16 <= int(m[2]) <= 8192):
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT between 16 and 8192, "
+                                         f"got {text!r}")
+    return int(m[1]), int(m[2])
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535 (0 = any free port), got {value}")
+    return value
+
+
+def _midi_port_lines() -> list[str]:
+    from phosphene.live.midi import list_midi_ports
+
+    lines = []
+    for api, label in ((None, "default MIDI system"), ("jack", "JACK")):
+        ports = list_midi_ports(api)
+        lines += [f"{name}  ({label})" for name in ports]
+    if not lines:
+        return ["(none: no MIDI inputs, or no MIDI system running)"]
+    return lines + ["(pick one with --midi NAME, or --midi all; add --midi-api jack for JACK)"]
+
+
+def _add_device_sections() -> None:
+    """`phosphene devices` lists MIDI inputs beside the audio devices (the renderer adds the
+    monitors)."""
+    from phosphene.live.cli import add_device_section
+
+    add_device_section("MIDI inputs", _midi_port_lines)
+
+
+def register(subparsers) -> None:
+    _add_device_sections()
+    p = subparsers.add_parser(
+        "live", help="perform: microphone (or a file) in, picture out, OSC/MIDI control",
+        description="Run the live show: the audio input is analysed, the preset's director "
+        "drives the generator's latents, the effect chain reacts to every onset, and the "
+        "picture goes to a window (or headless). Control it with OSC (`phosphene osc --list`), "
+        "MIDI and keys. " + KEYS_HELP + ".",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", default="default",
+                   help="a shipped preset name or a path to a .yaml preset (hot-reloaded on save)")
+    p.add_argument("--model", default=None,
+                   help="generator to use instead of the preset's (builtin:abstract, a "
+                   "checkpoint file, URL or zoo name)")
+    p.add_argument("--device", default=None, help="torch device for the generator: cpu, cuda, "
+                   "cuda:1, mps (default: cpu)")
+    p.add_argument("--input", default=None, metavar="DEV",
+                   help="audio input device: index or part of its name (`phosphene devices`); "
+                   "default: the system's")
+    p.add_argument("--output", default=None, metavar="DEV",
+                   help="audio output for clips (and --audio-file): index, part of a name, or "
+                   "'none'; default: the system's when there is something to play")
+    p.add_argument("--sample-rate", type=int, default=None,
+                   help="input sample rate in Hz (default: the device's)")
+    p.add_argument("--audio-file", type=Path, default=None, metavar="F",
+                   help="play this audio file in real time instead of listening to the input")
+    p.add_argument("--bank", type=Path, default=None, metavar="DIR",
+                   help="clip bank folder: /phosphene/clip/play NAME plays its clips")
+    p.add_argument("--osc-host", default="127.0.0.1",
+                   help="address to listen on for OSC (0.0.0.0 opens it to the network)")
+    p.add_argument("--osc-port", type=_port, default=9000, help="UDP port for OSC (0 = any free)")
+    p.add_argument("--no-osc", action="store_true", help="do not listen for OSC")
+    p.add_argument("--midi", default=None, metavar="PORT|all",
+                   help="MIDI input port name, or 'all' (`phosphene devices` lists them)")
+    p.add_argument("--midi-api", default=None, choices=("alsa", "jack", "coremidi", "winmm"),
+                   help="MIDI system to use (default: the platform's)")
+    p.add_argument("--monitor", type=int, default=None, metavar="N",
+                   help="monitor for the window / fullscreen (`phosphene devices`)")
+    p.add_argument("--fullscreen", action="store_true", help="start fullscreen")
+    p.add_argument("--overlay", action="store_true", help="start with the fps overlay shown")
+    p.add_argument("--headless", action="store_true",
+                   help="no window: render off screen (EGL), e.g. for a test run or a server")
+    p.add_argument("--size", type=_size, default=None, metavar="WxH",
+                   help="canvas size (default: the preset's output size)")
+    p.add_argument("--fps", type=_positive, default=None,
+                   help="display rate when headless (default: the preset's; a window follows "
+                   "the monitor's refresh)")
+    p.add_argument("--duration", type=_positive, default=None, metavar="S",
+                   help="stop after S seconds of audio")
+    p.add_argument("--report", type=Path, default=None, metavar="run.json",
+                   help="write the run report (frames, fps and frame times, audio overflows, "
+                   "onsets and their latency, OSC/MIDI counts, errors, final parameters)")
+    p.add_argument("--record", type=Path, default=None, metavar="DIR",
+                   help="record the set (input audio + every control event) into a new "
+                   "folder, for `phosphene render --replay DIR`")
+    p.set_defaults(func=_cmd_live)
+
+
+def register_bench(bench_subparsers) -> None:
+    p = bench_subparsers.add_parser(
+        "latency", help="onset-to-frame latency of the live engine (effects and GAN path)",
+        description="Run the live engine headless on a click track played in real time and "
+        "measure, for every click, the time from the click's sample to the first displayed "
+        "frame that shows it: the effects path (a flash mapped to onsets) and the GAN path "
+        "(a generator frame made from a request after the click). Prints a Markdown table.")
+    p.add_argument("--model", default="builtin:abstract", help="generator to use")
+    p.add_argument("--device", default=None, help="torch device (default: cpu)")
+    p.add_argument("--size", type=_size, default=(512, 512), metavar="WxH", help="canvas size")
+    p.add_argument("--fps", type=_positive, default=60.0, help="display rate")
+    p.add_argument("--clicks", type=int, default=12, help="number of clicks")
+    p.add_argument("--interval", type=_positive, default=0.6, help="seconds between clicks")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=_cmd_bench_latency)
+
+
+def options_from_args(args: argparse.Namespace):
+    from phosphene.live.engine import EngineOptions
+
+    if args.duration is None and args.report is not None and args.audio_file is None:
+        log.info("no --duration: the run (and its report) ends when you quit")
+    return EngineOptions(
+        preset=args.preset, model=args.model, input=args.input, output=args.output,
+        sample_rate=args.sample_rate, bank=args.bank, osc_host=args.osc_host,
+        osc_port=None if args.no_osc else args.osc_port, midi=args.midi, midi_api=args.midi_api,
+        monitor=args.monitor, fullscreen=args.fullscreen, headless=args.headless,
+        duration_s=args.duration, audio_file=args.audio_file, report=args.report,
+        record=args.record, device=args.device, size=args.size, fps=args.fps,
+        overlay=args.overlay)
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    from phosphene.live.engine import Engine
+
+    if args.bank is not None and not args.bank.is_dir():
+        raise PhospheneError(f"--bank {args.bank}: no such folder")
+    if args.audio_file is not None and not args.audio_file.is_file():
+        raise PhospheneError(f"--audio-file {args.audio_file}: no such file")
+    engine = Engine(options_from_args(args))
+    # SIGTERM (a service manager, a test harness) ends the show like q does: report written
+    previous = signal.signal(signal.SIGTERM, lambda *_: engine.stop()) \
+        if _main_thread() else None
+    try:
+        report = engine.run()
+    except KeyboardInterrupt:
+        engine.stop()
+        report = engine.report()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    frames = report.get("frames", {})
+    print(f"phosphene live: {frames.get('presented', 0)} frames shown "
+          f"({frames.get('fps') or 0:.1f} fps), {frames.get('generated', 0)} generated, "
+          f"{report.get('onsets', {}).get('detected', 0)} onsets"
+          + (f"; report: {args.report}" if args.report else ""), file=sys.stderr)
+    return 0
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _cmd_bench_latency(args: argparse.Namespace) -> int:
+    from phosphene.live.bench_latency import format_table, run_latency_bench
+
+    result = run_latency_bench(model=args.model, device=args.device, size=args.size,
+                               fps=args.fps, clicks=args.clicks, interval_s=args.interval)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_table(result))
+    return 0

@@ -1,0 +1,396 @@
+"""Offline render: an audio file (or a recorded set) -> an H.264 MP4 with the audio, frame-exact
+with what ``live`` shows for the same input.
+
+The pipeline is live's, fed from a file:
+
+    FileSource hops -> Analyzer -> Show (+ replayed events)     one step per analysis hop
+                                      | state at each video frame's sample index
+                                      v
+    FrameGenerator (batched) -> effect chain (EGL, one render per video frame) -> VideoWriter
+
+Video frame ``k`` shows time ``start + k / fps``, i.e. sample ``s_k = round(t_k * sr)``. Its
+state is the show's state after the last hop that ends at or before ``s_k`` — what the live
+engine would have had on screen at that moment. The analyzer and the show always run from the
+file's first sample, so ``--start`` changes which frames are written, never what they look like.
+
+Effects that keep history (feedback) step once per video frame, as on a display. The
+``crossfade`` effect (which hides a slow generator live) is held at its newest frame: offline
+every video frame gets its own generator frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from phosphene.errors import PhospheneError
+from phosphene.live.show import PRESET_LOADED
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FPS = 30.0
+PREVIEW_SIDE = 320          # --preview: the long side of the output, in pixels
+STILL_WARMUP_S = 1.0        # a still with trails renders this much before it (fills history)
+
+
+# -- what to render --------------------------------------------------------------------------
+@dataclass
+class RenderSettings:
+    size: tuple[int, int] | None = None      # None: the preset's output size
+    fps: float = DEFAULT_FPS
+    start_s: float = 0.0
+    duration_s: float | None = None          # None: to the end of the audio
+    batch: int = 4
+    device: str = "auto"
+    model: str | None = None                 # None: the preset's (or recording's) model
+    preview: bool = False
+    fit: str = "letterbox"
+    crf: int = 18
+    x264_preset: str = "medium"
+    progress: bool = True
+
+
+@dataclass
+class Scene:
+    """A preset and the facts a render needs about where it came from."""
+
+    preset: Any                              # phosphene.live.presets.Preset
+    base_dir: Path | None                    # for relative keyframe files
+    model_source: str
+    events: list = field(default_factory=list)   # ControlEvents to replay
+    analyzer: dict = field(default_factory=dict)  # analyzer settings (preset's, or recorded)
+
+
+def scene_from_preset(preset_ref: str | None, model: str | None) -> Scene:
+    from phosphene.live.presets import load_preset
+
+    preset, path = load_preset(preset_ref or "default")
+    return Scene(preset, path.parent, model or preset.model, [], dict(preset.analyzer))
+
+
+def scene_from_recording(directory: str | Path, model: str | None) -> tuple[Scene, Path]:
+    """The preset, events and audio of a recorded set (``phosphene live --record DIR``)."""
+    import yaml
+
+    from phosphene.live.presets import parse_preset
+    from phosphene.live.recording import read_recording
+
+    rec = read_recording(directory)
+    session = rec.session
+    try:
+        data = yaml.safe_load(session["preset_yaml"])
+    except yaml.YAMLError as exc:
+        raise PhospheneError(f"{directory}: the recorded preset is not valid YAML: {exc}") from None
+    preset = parse_preset(data, origin=f"{directory} (recorded preset)")
+    if not preset.name and session.get("preset_name"):
+        preset = preset.model_copy(update={"name": session["preset_name"]})
+    base = session.get("preset_dir")
+    analyzer = session.get("analyzer") or dict(preset.analyzer)
+    if session.get("hop_length") and "hop_length" not in analyzer:
+        analyzer = {**analyzer, "hop_length": int(session["hop_length"])}
+    return Scene(preset, Path(base) if base else None, model or session["model_source"],
+                 list(rec.events), analyzer), rec.audio_path
+
+
+# -- timing ----------------------------------------------------------------------------------
+def frame_sample_index(k: int, start_sample: int, fps: Fraction, sample_rate: int) -> int:
+    """The audio sample video frame ``k`` shows (the same rounding VideoWriter uses for audio)."""
+    return start_sample + round(Fraction(k) / fps * sample_rate)
+
+
+def frame_count(duration_s: float, fps: Fraction) -> int:
+    return max(int(math.ceil(duration_s * fps - 1e-6)), 1)
+
+
+class ShowTimeline:
+    """Runs the analyzer over the file hop by hop into a ``Show`` and answers "the state at
+    sample s" for increasing ``s`` (events replayed by the show's rule)."""
+
+    def __init__(self, mono: np.ndarray, sample_rate: int, show: Any, analyzer: Any,
+                 events: Sequence = ()):
+        from phosphene.live.show import EventSchedule
+
+        self.show = show
+        self.analyzer = analyzer
+        self.sample_rate = sample_rate
+        self.schedule = EventSchedule(events)
+        self._mono = mono
+        self._hop = analyzer.hop_length
+        self._pos = 0          # samples consumed
+        self.hops = 0
+
+    def _next_hop(self) -> None:
+        block = self._mono[self._pos:self._pos + self._hop]
+        if len(block) < self._hop:      # past the end: zero padding, as FileSource does
+            block = np.concatenate([block, np.zeros(self._hop - len(block), np.float32)])
+        self._pos += self._hop
+        frame = self.analyzer.process(block)
+        due = self.schedule.due(frame.sample_index)
+        # live, the engine performs a preset switch while draining its queue and hands the
+        # show its other events afterwards: replay them in that order
+        switches = [e for e in due if e.address == PRESET_LOADED]
+        if switches:
+            due = switches + [e for e in due if e.address != PRESET_LOADED]
+        self.show.advance(frame, due)
+        self.hops += 1
+
+    def state_at(self, sample_index: int):
+        """The state after the last hop ending at or before ``sample_index``."""
+        while self._pos + self._hop <= sample_index:
+            self._next_hop()
+        return self.show.state()
+
+
+# -- pixels ----------------------------------------------------------------------------------
+class EffectStage:
+    """The preset's effect chain on a headless context; rebuilt (keeping parameter values) when
+    an effect is switched on or off or a preset switch changes the chain."""
+
+    def __init__(self, width: int, height: int, fit: str):
+        from phosphene.render.context import create_headless_context
+
+        self.size = (width, height)
+        self.fit = fit
+        self.ctx = create_headless_context()
+        self.renderer = None
+        self._key: tuple | None = None
+
+    def ensure(self, state) -> list[np.ndarray]:
+        """Make the chain match ``state``; returns frames still in flight from an old chain."""
+        from phosphene.render.headless import HeadlessRenderer
+
+        key = (state.effect_names, tuple(state.effects_enabled.get(n, True)
+                                         for n in state.effect_names))
+        if key == self._key:
+            return []
+        pending: list[np.ndarray] = []
+        if self.renderer is not None:
+            pending = self.renderer.drain()
+            self.renderer.close()
+        entries = [{"name": ref, "as": name, "enabled": on}
+                   for name, ref, on in zip(state.effect_names, state.effect_refs, key[1])]
+        self.renderer = HeadlessRenderer(*self.size, entries, fit=self.fit, ctx=self.ctx)
+        self._known = set(self.renderer.chain.params())
+        self._key = key
+        return pending
+
+    def render(self, frame: Any, state, time_s: float) -> np.ndarray | None:
+        params = {k: v for k, v in state.effect_params.items() if k in self._known}
+        if "crossfade.position" in self._known:
+            params["crossfade.position"] = 1.0
+        self.renderer.push_frame(frame)
+        self.renderer.set_params(params)
+        return self.renderer.render(time_s)
+
+    def drain(self) -> list[np.ndarray]:
+        return self.renderer.drain() if self.renderer is not None else []
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
+        self.ctx.release()
+
+
+@dataclass
+class RenderResult:
+    frames: int
+    duration_s: float
+    interrupted: bool = False
+    output: Path | None = None
+
+
+class OfflineRender:
+    """Everything one render needs, built once: audio, analyzer, show, generator, effects."""
+
+    def __init__(self, audio_path: str | Path, scene: Scene, settings: RenderSettings, *,
+                 generator: Any = None):
+        """``generator``: an already loaded model to use instead of loading
+        ``scene.model_source`` (tests and benchmarks share one)."""
+        import torch
+
+        from phosphene.live.analyzer import Analyzer
+        from phosphene.live.analyzer_settings import AnalyzerSettings
+        from phosphene.live.file_source import load_audio, to_mono
+        from phosphene.live.generation import FrameGenerator
+        from phosphene.live.show import GeneratorFacts, Show
+        from phosphene.models.cli import load_model, pick_device
+
+        self.settings = settings
+        self.scene = scene
+        self.fps = Fraction(settings.fps).limit_denominator(1001)
+        if self.fps <= 0 or settings.fps > 240:
+            raise PhospheneError(f"--fps {settings.fps}: must be in (0, 240]")
+        if settings.batch < 1:
+            raise PhospheneError(f"--batch {settings.batch}: must be at least 1")
+
+        self.audio = load_audio(audio_path)
+        self.sample_rate = sr = self.audio.sample_rate
+        self.mono = to_mono(self.audio.samples)
+        total_s = len(self.mono) / sr
+        if not 0.0 <= settings.start_s < total_s:
+            raise PhospheneError(f"--start {settings.start_s:g} s is outside the audio "
+                                 f"(0..{total_s:.3f} s)")
+        self.start_sample = round(settings.start_s * sr)
+        remaining = (len(self.mono) - self.start_sample) / sr
+        if settings.duration_s is not None and settings.duration_s <= 0:
+            raise PhospheneError(f"--duration {settings.duration_s:g}: must be positive")
+        self.duration_s = min(settings.duration_s or remaining, remaining)
+        self.n_frames = frame_count(self.duration_s, self.fps)
+
+        w, h = settings.size or (scene.preset.output.width, scene.preset.output.height)
+        if settings.preview:
+            scale = PREVIEW_SIDE / max(w, h)
+            w, h = max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2)
+        if w % 2 or h % 2:
+            raise PhospheneError(f"--size {w}x{h}: H.264 needs an even width and height")
+        self.size = (w, h)
+
+        # the same numbers on every run: no autotuned (run-to-run varying) convolution choice
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        self.device = pick_device(settings.device)
+        self.G = (generator.to(self.device) if generator is not None
+                  else load_model(scene.model_source, device=self.device))
+        facts = GeneratorFacts.from_generator(self.G, self.device)
+        try:
+            analyzer_settings = AnalyzerSettings(**scene.analyzer)
+        except Exception as exc:  # noqa: BLE001 - pydantic's message names the key
+            raise PhospheneError(f"analyzer settings: {exc}".replace("\n", " ")) from None
+        self.analyzer = Analyzer(sr, analyzer_settings)
+        self.show = Show(scene.preset, facts, sr, base_dir=scene.base_dir)
+        self.timeline = ShowTimeline(self.mono, sr, self.show, self.analyzer, scene.events)
+        self.generator = FrameGenerator(self.G, self.device, max_batch=settings.batch)
+
+    # -- the frame loop ------------------------------------------------------------------------
+    def frame_time_s(self, k: int) -> float:
+        return float(frame_sample_index(k, self.start_sample, self.fps, self.sample_rate)
+                     / self.sample_rate)
+
+    def states(self, first: int, count: int) -> Iterator[tuple[int, Any]]:
+        for k in range(first, first + count):
+            s = frame_sample_index(k, self.start_sample, self.fps, self.sample_rate)
+            yield k, self.timeline.state_at(s)
+
+    def frames(self, first: int = 0, count: int | None = None,
+               on_frame=None) -> Iterator[np.ndarray]:
+        """Pixels ``(H, W, 3)`` uint8 of video frames ``first ..`` in order (views of reused
+        buffers: consume each before asking for the next)."""
+        count = self.n_frames - first if count is None else count
+        stage = EffectStage(*self.size, self.settings.fit)
+        try:
+            batch: list[tuple[int, Any]] = []
+            for k, state in self.states(first, count):
+                batch.append((k, state))
+                if len(batch) == self.settings.batch:
+                    yield from self._render_batch(stage, batch)
+                    batch = []
+            if batch:
+                yield from self._render_batch(stage, batch)
+            yield from stage.drain()
+        finally:
+            stage.close()
+
+    def _render_batch(self, stage: EffectStage, batch: list) -> Iterator[np.ndarray]:
+        images = self.generator.generate([state.request for _, state in batch])
+        for i, (k, state) in enumerate(batch):
+            yield from stage.ensure(state)
+            out = stage.render(images[i:i + 1], state, self.frame_time_s(k))
+            if out is not None:
+                yield out
+
+    def audio_segment(self, n_frames: int) -> tuple[np.ndarray, int]:
+        """The source audio under ``n_frames`` video frames, (samples, channels)."""
+        n = round(Fraction(n_frames) / self.fps * self.sample_rate)
+        samples = self.audio.samples
+        if samples.shape[1] > 2:          # AAC here is mono or stereo: mix down
+            samples = self.mono[:, None]
+        return samples[self.start_sample:self.start_sample + n], self.sample_rate
+
+
+# -- the commands' work ----------------------------------------------------------------------
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc=desc, disable=not enabled, dynamic_ncols=True,
+                smoothing=0.1, file=sys.stderr)
+
+
+def _save_png(path: Path, pixels: np.ndarray) -> None:
+    from PIL import Image
+
+    tmp = path.with_name(f".{path.name}.partial.png")
+    Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+def render_video(job: OfflineRender, output: Path | None, frames_dir: Path | None) -> RenderResult:
+    """Write the MP4 (and/or the PNG sequence). Ctrl-C stops cleanly: the frames done so far
+    become a playable, shorter file with the audio cut to match."""
+    from phosphene.render.video import VideoWriter
+
+    writer = None
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        writer = VideoWriter(output, *job.size, fps=job.fps,
+                             audio=job.audio_segment(job.n_frames),
+                             crf=job.settings.crf,
+                             preset="ultrafast" if job.settings.preview else job.settings.x264_preset)
+    if frames_dir is not None:
+        frames_dir.mkdir(parents=True, exist_ok=True)
+    done = 0
+    interrupted = False
+    bar = _progress(job.n_frames, job.settings.progress, "render")
+    try:
+        for pixels in job.frames():
+            if writer is not None:
+                writer.write(pixels)
+            if frames_dir is not None:
+                _save_png(frames_dir / f"frame_{done:06d}.png", pixels)
+            done += 1
+            bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+        if writer is not None:
+            # close() (not abort()) even when interrupted: a partial render is still a video
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                writer.close()
+            finally:
+                signal.signal(signal.SIGINT, previous)
+    return RenderResult(done, done / float(job.fps), interrupted, output)
+
+
+def render_still(job: OfflineRender, time_s: float, output: Path) -> np.ndarray:
+    """The frame at ``time_s`` (absolute, in the audio) as a PNG. With a trail effect in the
+    chain, the second before it is rendered too, so the trails look as they do in the video."""
+    sr = job.sample_rate
+    target = round(time_s * sr)
+    if not 0 <= target <= len(job.mono):
+        raise PhospheneError(f"--still {time_s:g} s is outside the audio "
+                             f"(0..{len(job.mono) / sr:.3f} s)")
+    from phosphene.render.effects import resolve_effect
+
+    has_history = any(resolve_effect(e.name).uses_history for e in job.show.preset.effects)
+    warmup = int(round(STILL_WARMUP_S * float(job.fps))) if has_history else 0
+    # frames are counted from the still's time backwards: the last one is exactly time_s
+    job.start_sample = target
+    first = -min(warmup, int(target / sr * float(job.fps)))
+    last = None
+    for pixels in job.frames(first=first, count=-first + 1):
+        last = pixels
+    if last is None:
+        raise PhospheneError("the still produced no frame")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _save_png(output, last)
+    return np.array(last)
