@@ -13,7 +13,8 @@ Threads (DESIGN.md, "Data flow"); one clock, the audio sample index:
 - **OSC server**, **MIDI input**: validate and queue events (their own threads).
 - **display** (the caller's thread: main for a window): at the display rate, the current show
   state and the newest generator frames through the effect chain, to a window (vsync) or an
-  EGL surface (``--headless``, paced to the preset's fps).
+  EGL surface (``--headless``, paced to the preset's fps). With ``--record``, one short line
+  per presented frame says which state and generator frames it drew (``frames.jsonl``).
 
 Nothing from the outside may stop the show: bad packets are counted by the OSC server, failed
 preset loads and clip plays are logged and counted, generator exceptions keep the last frame.
@@ -128,6 +129,7 @@ class Engine:
         self._midi_ports: list[str] = []
         self.audio_started_at: float | None = None
         self.output_skipped = 0                  # output blocks skipped to bound latency
+        self.display_info: dict[str, Any] = {}   # how the picture was shown (for the report)
 
     # -- public -----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -283,9 +285,12 @@ class Engine:
         from phosphene.live.generation import FrameGenerator
         from phosphene.live.show import GeneratorFacts
 
+        from phosphene.models.cli import pick_device
+
         o = self.options
-        device = o.device or "cpu"
-        if str(device) == "cpu":
+        # A performer with a GPU expects it to be used without asking: auto = cuda, mps, cpu.
+        device = pick_device(o.device or "auto")
+        if device.type == "cpu":
             _leave_a_core_for_the_display()
         if self._injected_generator is not None:
             G = self._injected_generator
@@ -525,6 +530,12 @@ class Engine:
             self._bind_keys(window)
         presenter = Presenter(ctx, size, self._effect_refs, self.sample_rate)
         period = 1.0 / (o.fps or self.preset.output.fps)
+        pace_s = self._pace_period(window, period)
+        self.display_info = {"mode": "headless" if window is None else "window",
+                             "canvas": list(size), "rate_cap_hz": 1.0 / pace_s}
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.start_frames(size[0], size[1], 1.0 / period)
         index = 0
         try:
             # first picture: wait (bounded) for the generator so the show never opens black
@@ -551,6 +562,10 @@ class Engine:
                 else:
                     ctx.finish()          # the frame is really drawn, as a swap would wait
                 presented = time.monotonic()
+                if recorder is not None:     # what a replay needs to draw this frame again
+                    recorder.write_frame(index, state.sample_index, presenter.generator_sample,
+                                         presenter.previous_sample, presenter.shown_seq,
+                                         presenter.crossfade_position)
                 self.frame_times.add(presented)
                 self.latency.presented(presented, state.sample_index, presenter.generator_sample)
                 if self.on_frame is not None:
@@ -559,17 +574,31 @@ class Engine:
                                                  presenter.generator_sample, pixels))
                 index += 1
                 self.ready.set()
-                if window is None:        # headless: pace to the display rate
-                    next_due = max(next_due + period, presented - period)
-                    delay = next_due - time.monotonic()
-                    if delay > 0:
-                        self._stop.wait(delay)
+                # pace to the display rate (headless; a window whose swap does not wait)
+                next_due = max(next_due + pace_s, presented - pace_s)
+                delay = next_due - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
         finally:
             presenter.release()
             if window is not None:
+                self.display_info.update(window=list(window.framebuffer_size),
+                                         fullscreen=window.fullscreen,
+                                         overlay=window.overlay_visible,
+                                         refresh_hz=window.refresh_hz)
                 window.close()
             else:
                 ctx.release()
+
+    @staticmethod
+    def _pace_period(window, period: float) -> float:
+        """Least seconds between display frames. Headless: ``period`` (the preset's rate or
+        --fps). A window is paced by vsync; its cap, a little above the monitor's refresh, only
+        acts where the swap does not wait (Xvfb, a VM, vsync off in the driver), so the loop
+        never spins flat out and starves the analysis and generator threads."""
+        if window is not None and window.refresh_hz:
+            return 1.0 / (1.1 * window.refresh_hz)
+        return period
 
     def _bind_keys(self, window) -> None:
         """Performer keys (f, Esc/q, o are the window's own)."""
@@ -652,6 +681,7 @@ class Engine:
                     "analyzer_delay_ms": 1000.0 * self.analyzer.onset_delay_samples
                     / self.sample_rate},
             osc=osc, midi=midi, keys={"events": self.counters.key_events}, clips=clips,
+            display=dict(self.display_info),
             preset_switches=self.counters.preset_switches,
             errors=self.errors.entries(),
             final={"preset": state.preset_name, "keyframe": state.request.keyframe,

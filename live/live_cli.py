@@ -85,7 +85,7 @@ def register(subparsers) -> None:
                    help="generator to use instead of the preset's (builtin:abstract, a "
                    "checkpoint file, URL or zoo name)")
     p.add_argument("--device", default=None, help="torch device for the generator: cpu, cuda, "
-                   "cuda:1, mps (default: cpu)")
+                   "cuda:1, mps (default: auto = CUDA if present, else MPS, else CPU)")
     p.add_argument("--input", default=None, metavar="DEV",
                    help="audio input device: index or part of its name (`phosphene devices`); "
                    "default: the system's")
@@ -115,8 +115,9 @@ def register(subparsers) -> None:
     p.add_argument("--size", type=_size, default=None, metavar="WxH",
                    help="canvas size (default: the preset's output size)")
     p.add_argument("--fps", type=_positive, default=None,
-                   help="display rate when headless (default: the preset's; a window follows "
-                   "the monitor's refresh)")
+                   help="display rate when headless, or in a window on a monitor that reports "
+                   "no refresh rate (default: the preset's; otherwise a window follows the "
+                   "monitor's refresh)")
     p.add_argument("--duration", type=_positive, default=None, metavar="S",
                    help="stop after S seconds of audio")
     p.add_argument("--report", type=Path, default=None, metavar="run.json",
