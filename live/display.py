@@ -9,8 +9,9 @@ display frame. It
   so a slow generator still gives smooth motion;
 - sets every effect uniform from the *current* show state, so an onset flash reaches the screen
   on the next display frame however long the generator takes;
-- rebuilds the chain when the preset's effect list or an effect's on/off switch changes
-  (compiled once per change, not per frame; parameter values carry over by name).
+- switches effects on and off in the running chain (``EffectChain.set_enabled``: no
+  recompile, trails keep going), and rebuilds the chain only when the preset's effect list
+  changes (a preset switch; compiled once per change, parameter values carry over by name).
 """
 
 from __future__ import annotations
@@ -44,7 +45,14 @@ class Presenter:
         self._shown_at = 0.0
         self._interval_s = 0.1                 # smoothed time between generator frames
         self.generator_sample: int | None = None   # request sample index of the frame shown
-        self.rebuilds = 0
+        # what the last draw used, for a recording to reproduce it (``FrameRecord``): the
+        # frame the crossfade blends from, and the crossfade position (None: no crossfade)
+        self.previous_sample: int | None = None
+        self.crossfade_position: float | None = None
+        self._chain_sample: int | None = None      # newest frame pushed into *this* chain
+        self.rebuilds = 0                      # chains compiled after the first one
+        self._switches: dict[str, bool] | None = None   # effects_enabled last applied
+        self._refused_switches: set[str] = set()
         self._needs_frame = False
 
     # -- the chain ------------------------------------------------------------------------------
@@ -53,14 +61,15 @@ class Presenter:
         if CROSSFADE not in state.effect_names:
             entries.append(CROSSFADE)
         for name in state.effect_names:
-            ref = self.effect_refs.get(name, name)
-            entries.append({"name": ref, "as": name,
+            entries.append({"name": self.effect_refs.get(name, name), "as": name,
                             "enabled": bool(state.effects_enabled.get(name, True))})
         return entries
 
     def _ensure_chain(self, state: ShowState) -> None:
-        layout = (state.effect_names, tuple(sorted(state.effects_enabled.items())))
+        # what is compiled: the effects and the shader each one runs (not their on/off switch)
+        layout = tuple((name, self.effect_refs.get(name, name)) for name in state.effect_names)
         if layout == self._layout:
+            self._apply_switches(state)
             return
         from phosphene.render.chain import EffectChain
 
@@ -83,13 +92,36 @@ class Presenter:
         self.chain = chain
         self._layout = layout
         self._needs_frame = True
+        self._chain_sample = None
+        self._switches = None                  # a new chain: apply every switch afresh
+        self._apply_switches(state)
+
+    def _apply_switches(self, state: ShowState) -> None:
+        """The show's on/off switches onto the running chain (a no-op when none changed)."""
+        if self.chain is None or state.effects_enabled == self._switches:
+            return
+        for name, on in state.effects_enabled.items():
+            try:
+                self.chain.set_enabled(name, on)
+            except PhospheneError as exc:   # e.g. "output" cannot be off: say so once
+                if name not in self._refused_switches:
+                    self._refused_switches.add(name)
+                    log.error("effect switch ignored: %s", exc)
+        self._switches = dict(state.effects_enabled)
 
     def update_refs(self, effect_refs: dict[str, str]) -> None:
         self.effect_refs.update(effect_refs)
 
     # -- per display frame ----------------------------------------------------------------------
-    def draw(self, state: ShowState, generated: GeneratedFrame | None, now: float) -> Any:
-        """Render one display frame; returns the canvas framebuffer."""
+    @property
+    def shown_seq(self) -> int:
+        """Sequence number of the generator frame on screen (0 before the first)."""
+        return self._shown_seq
+
+    def draw(self, state: ShowState, generated: GeneratedFrame | None, now: float,
+             position: float | None = None) -> Any:
+        """Render one display frame; returns the canvas framebuffer. ``position``: the
+        crossfade position to use instead of the wall-clock ramp (a replay of a recording)."""
         self._ensure_chain(state)
         chain = self.chain
         if generated is not None and (generated.seq != self._shown_seq or self._needs_frame):
@@ -101,11 +133,18 @@ class Presenter:
             self._shown_seq = generated.seq
             self._shown_at = now
             self.generator_sample = generated.request.sample_index
+            # a fresh chain's first frame is also its "previous" one (see FrameUploader.push)
+            self.previous_sample = (self.generator_sample if self._chain_sample is None
+                                    else self._chain_sample)
+            self._chain_sample = self.generator_sample
         params = {k: v for k, v in state.effect_params.items()
                   if k.split(".", 1)[0] in chain.effect_names}
+        self.crossfade_position = None
         if CROSSFADE in chain.effect_names:
-            ramp = (now - self._shown_at) / max(self._interval_s, 1e-3)
-            params[f"{CROSSFADE}.position"] = min(max(ramp, 0.0), 1.0)
+            if position is None:
+                ramp = (now - self._shown_at) / max(self._interval_s, 1e-3)
+                position = min(max(ramp, 0.0), 1.0)
+            params[f"{CROSSFADE}.position"] = self.crossfade_position = float(position)
         chain.set_params(params)
         # effect time (u_time) is audio time: the one clock, as in an offline render
         return chain.render(time_s=state.sample_index / self.sample_rate)

@@ -204,7 +204,8 @@ class Engine:
                 preset_name=preset.name, model_source=self.model_source,
                 hop_length=self.analyzer.hop_length,
                 analyzer_settings=settings.model_dump(mode="json"),
-                extra={"input": self.audio_source_name, "preset_dir": str(path.parent)})
+                extra={"input": self.audio_source_name, "preset_dir": str(path.parent),
+                       "device": str(self.generator.device)})
             # The show records each preset switch with its full YAML, so a replay follows it.
             self.show.recorder = self.recorder
 

@@ -4,8 +4,10 @@ messages (``osc_namespace``).
 Accepted messages become ``ControlEvent``s on a thread-safe queue that the engine drains,
 stamped with the audio sample index from a ``clock`` callable. ``/phosphene/status`` is
 answered directly from the server thread with what the engine's ``status`` callable returns.
-A bad packet or message is counted per address, logged once per address, answered on
-``/phosphene/error`` to the sender, and never raised: the show goes on.
+A bad packet or message is counted per address, logged once per address (a packet that is not
+valid OSC: once per kind of problem), answered on ``/phosphene/error`` to the sender, and never
+raised: the show goes on. Packets are parsed by ``osc_wire``, never by python-osc's own
+dispatch, whose parser logs a line per broken packet.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import threading
 from collections import Counter
 from typing import Any, Callable
 
-from pythonosc import osc_bundle, osc_message, osc_packet
+from pythonosc import osc_message
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_server import BlockingOSCUDPServer
 
 from phosphene.live.controls import ControlEvent
 from phosphene.live.osc_namespace import NamespaceContext, Rejected, validate
+from phosphene.live.osc_wire import MalformedPacket, parse_packet
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ class OscStats:
         self._lock = threading.Lock()
         self.accepted: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
-        self._logged: set[str] = set()
+        self._logged: set[tuple[str, str]] = set()
 
     def _key(self, counter: Counter, address: str) -> str:
         return address if address in counter or len(counter) < _MAX_KEYS else "<other>"
@@ -69,12 +72,15 @@ class OscStats:
         with self._lock:
             self.accepted[self._key(self.accepted, address)] += 1
 
-    def reject(self, address: str, reason: str) -> None:
+    def reject(self, address: str, reason: str, kind: str = "") -> None:
+        """Count a rejection under ``address``; log it the first time for this address and
+        ``kind`` (the kind of problem, for packets that have no address to go by)."""
         with self._lock:
             key = self._key(self.rejected, address)
             self.rejected[key] += 1
-            first = key not in self._logged
-            self._logged.add(key)
+            first = (key, kind) not in self._logged
+            if first and len(self._logged) < 2 * _MAX_KEYS:
+                self._logged.add((key, kind))
         if first:   # once per address: a flood of junk must not flood the log
             log.warning("OSC %s rejected: %s (further rejections counted, not logged)", key, reason)
 
@@ -94,32 +100,33 @@ class OscRouter(Dispatcher):
         super().__init__()
         self.events, self.clock, self.context, self.status = events, clock, context, status
         self.send, self.stats = send, stats
+        self._failed: set[str] = set()          # addresses whose handler raised (logged once)
 
     def call_handlers_for_packet(self, data: bytes, client_address: tuple[str, int]) -> list:
         try:
-            messages = list(self._messages(data))
+            messages = parse_packet(data)
+        except MalformedPacket as exc:
+            self._malformed(client_address, exc.kind, exc.detail)
+            return []
         except Exception as exc:   # noqa: BLE001 - anything off the wire may be broken
-            self.stats.reject(MALFORMED, f"unparsable packet from {client_address[0]}: {exc}")
-            self._reply_error(client_address, MALFORMED, "packet is not valid OSC")
+            self._malformed(client_address, "unparsable", f"{type(exc).__name__}: {exc}")
             return []
         if not messages:
-            self.stats.reject(MALFORMED, f"empty bundle from {client_address[0]}")
-            self._reply_error(client_address, MALFORMED, "bundle holds no message")
+            self._malformed(client_address, "empty bundle", "bundle holds no message")
             return []
         for message in messages:
             try:
                 self._handle(message.address, list(message.params), client_address)
             except Exception as exc:  # noqa: BLE001 - never let one message kill the server
-                log.exception("OSC handler failed for %s", message.address)
-                self.stats.reject(message.address, f"internal error: {exc}")
+                if message.address not in self._failed and len(self._failed) < _MAX_KEYS:
+                    self._failed.add(message.address)      # a traceback once, then counted
+                    log.exception("OSC handler failed for %s", message.address)
+                self.stats.reject(message.address, f"internal error: {exc}", kind="internal")
         return []
 
-    def _messages(self, data: bytes):
-        if osc_bundle.OscBundle.dgram_is_bundle(data):
-            for timed in osc_packet.OscPacket(data).messages:
-                yield timed.message
-        else:
-            yield osc_message.OscMessage(data)
+    def _malformed(self, client: tuple[str, int], kind: str, detail: str) -> None:
+        self.stats.reject(MALFORMED, f"{kind} from {client[0]}: {detail}", kind=kind)
+        self._reply_error(client, MALFORMED, f"packet is not valid OSC ({kind}: {detail})")
 
     def _handle(self, address: str, args: list[Any], client: tuple[str, int]) -> None:
         try:

@@ -7,7 +7,13 @@
                        float32, written block by block as the show runs
     DIR/events.jsonl   one control event per line: {"sample_index", "address", "args", "origin"}
     DIR/session.json   sample rate, hop, the preset's name and full YAML text, the model source,
-                       analyzer settings, phosphene version, start time
+                       analyzer settings, phosphene version, start time; the display's size and
+                       rate once it opens
+    DIR/frames.jsonl   one line per presented frame (``FrameRecord``): the show state's sample
+                       index, the request sample index of the generator frame on screen and of
+                       the one before it (the crossfade's two inputs), the generator frame's
+                       sequence number and the crossfade position -- everything a replay needs
+                       to draw that exact frame again (``phosphene.render.live_frames``)
 
 Everything is stamped with the audio sample index (the one clock), so a replay feeds the same
 hops to the same analyzer and applies each event before the same hop.
@@ -16,7 +22,9 @@ Crash safety: every event line is flushed as it is written; the WAV is written b
 in blocks and its header finished on ``close()`` — after a crash, libsndfile still reads the
 samples (a WAV whose header is short is read up to the data on disk, see ``read_recording``).
 ``session.json`` is written (atomically) when recording starts, so a crashed set still says
-what it was. A truncated last event line (the crash hit mid-write) is skipped on read.
+what it was. A truncated last event line (the crash hit mid-write) is skipped on read. Frame
+lines are block-buffered (no system call per display frame): a crash loses the last few
+seconds of them, never the events or audio a replay needs.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ log = logging.getLogger(__name__)
 AUDIO_FILE = "audio.wav"
 EVENTS_FILE = "events.jsonl"
 SESSION_FILE = "session.json"
+FRAMES_FILE = "frames.jsonl"
 FORMAT_VERSION = 1
 
 
@@ -63,6 +72,10 @@ def _json_arg(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def _json_int(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
@@ -105,6 +118,8 @@ class Recorder:
                                    format="WAV")
         # line-buffered text: each event reaches the OS as its line ends
         self._events = open(self.directory / EVENTS_FILE, "w", encoding="utf-8", buffering=1)
+        self._frames = None                 # opened by start_frames (the display thread's)
+        self.frames_written = 0
         self.closed = False
 
     def write_audio(self, block: np.ndarray) -> None:
@@ -128,12 +143,34 @@ class Recorder:
         self._events.flush()
         self.events_written += 1
 
+    def start_frames(self, width: int, height: int, fps: float) -> None:
+        """The display opened: note its size and rate, start ``frames.jsonl``."""
+        self.session["display"] = {"width": int(width), "height": int(height), "fps": float(fps)}
+        _write_json_atomic(self.directory / SESSION_FILE, self.session)
+        # block-buffered: one short write per frame costs no system call on the display thread
+        self._frames = open(self.directory / FRAMES_FILE, "w", encoding="utf-8")
+
+    def write_frame(self, index: int, state_index: int, request_index: int | None,
+                    previous_index: int | None, seq: int, position: float | None) -> None:
+        """One presented frame (display thread): see ``FrameRecord`` for the fields."""
+        if self._frames is None:
+            return
+        # formatted by hand: no dict per frame; repr() of a float reads back to the same float
+        self._frames.write(
+            f'{{"frame":{index},"state":{state_index},"request":{_json_int(request_index)},'
+            f'"previous":{_json_int(previous_index)},"seq":{seq},'
+            f'"position":{"null" if position is None else repr(float(position))}}}\n')
+        self.frames_written += 1
+
     def close(self) -> None:
         """Finish the files (WAV header, final session facts). Safe to call twice."""
         if self.closed:
             return
         self.closed = True
         self._events.close()
+        if self._frames is not None:
+            self._frames.close()
+            self.session["frames"] = self.frames_written
         self._audio.close()
         self.session["samples"] = self.samples_written
         self.session["duration_s"] = self.samples_written / self.sample_rate
@@ -209,3 +246,56 @@ def read_recording(directory: str | Path) -> Recording:
     if not audio_path.is_file():
         raise PhospheneError(f"{d} is not a complete recording: {AUDIO_FILE} is missing")
     return Recording(audio_path, read_events(d / EVENTS_FILE), session)
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """One frame the live display presented, as ``frames.jsonl`` holds it.
+
+    ``state``: sample index of the show state drawn (effect parameters, audio time);
+    ``request``: sample index of the latent request whose generator frame was newest on screen
+    (None before the first); ``previous``: the same for the frame the crossfade blends from;
+    ``seq``: the generator frame's sequence number (a change means a new frame was uploaded);
+    ``position``: the crossfade position set (None when the chain has no crossfade)."""
+
+    frame: int
+    state: int
+    request: int | None
+    previous: int | None
+    seq: int
+    position: float | None
+
+    @property
+    def sample_indices(self) -> tuple[int, ...]:
+        return tuple(i for i in (self.state, self.request, self.previous) if i is not None)
+
+
+def read_frames(directory: str | Path) -> list[FrameRecord]:
+    """The presented frames of a recording (empty when it has no ``frames.jsonl``); a broken
+    last line (a crash mid-write) is skipped."""
+    path = Path(directory) / FRAMES_FILE
+    if not path.is_file():
+        return []
+    lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").split("\n")
+             if ln.strip()]
+    records = []
+    for i, line in enumerate(lines, start=1):
+        try:
+            data = json.loads(line)
+            records.append(FrameRecord(int(data["frame"]), int(data["state"]),
+                                       _opt_int(data["request"]), _opt_int(data["previous"]),
+                                       int(data["seq"]), _opt_float(data["position"])))
+        except (ValueError, TypeError, KeyError) as exc:
+            if i == len(lines):
+                log.warning("%s: last line is incomplete (recording interrupted?), skipped", path)
+                break
+            raise PhospheneError(f"{path}, line {i}: not a frame record: {exc}") from None
+    return records
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -15,6 +15,12 @@ writes the other of two half-float textures; an effect that reads ``u_history`` 
 its own pair so it can see last frame's output. The ``output`` effect always runs last and
 writes 8-bit sRGB into the canvas, which the window presents and video files record.
 
+An effect can be switched off and on while the show runs (``set_enabled``): a switched-off pass
+is skipped in the ping-pong, so the picture is as if it were not in the chain, yet nothing is
+recompiled and every other effect keeps its state (feedback trails go on). A preset entry with
+``enabled: false`` is compiled too, so switching it on later costs nothing either. The
+``output`` pass cannot be switched off.
+
 Parameter values persist across frames; ``set_params`` only records them (clamped to the
 declared range, NaN ignored) and ``render`` sends the changed ones to the GPU, so calling it every
 display frame from the control loop is cheap.
@@ -55,6 +61,7 @@ class _Entry:
     ref: str          # built-in name or file path
     alias: str        # the "<effect>" in "<effect>.<param>"
     initial: dict[str, float]
+    enabled: bool = True   # switched by set_enabled; kept across a shader reload
 
 
 class _Slot:
@@ -89,8 +96,8 @@ def _default_alias(ref: str) -> str:
     return resolve_effect(ref).name if is_effect_path(ref) else ref
 
 
-def _parse_entry(item: ChainEntry) -> _Entry | None:
-    """One chain entry -> _Entry (None for a preset entry with ``enabled: false``)."""
+def _parse_entry(item: ChainEntry) -> _Entry:
+    """One chain entry -> _Entry (an ``enabled: false`` entry is built, switched off)."""
     if hasattr(item, "model_dump"):  # a preset's EffectModel
         item = item.model_dump()
     if isinstance(item, str):
@@ -104,14 +111,13 @@ def _parse_entry(item: ChainEntry) -> _Entry | None:
         ref = item.get("effect", item.get("name"))
         if not isinstance(ref, str) or not ref:
             raise PhospheneError(f"chain entry {dict(item)!r} needs 'name: <effect or path>'")
-        if not item.get("enabled", True):
-            return None
         alias = item.get("as") or (item.get("name") if "effect" in item else None)
         params = item.get("params") or {}
         if not isinstance(params, Mapping):
             raise PhospheneError(f"chain entry {ref!r}: 'params' must be a mapping")
         return _Entry(ref, str(alias or _default_alias(ref)),
-                      {str(k): float(v) for k, v in params.items()})
+                      {str(k): float(v) for k, v in params.items()},
+                      enabled=bool(item.get("enabled", True)))
     raise PhospheneError(f"chain entry must be a name, a path or a mapping, got {item!r}")
 
 
@@ -151,7 +157,7 @@ class EffectChain:
         self.ctx = ctx
         self.fit = fit
         self.frames = FrameUploader(ctx, filter=filter)
-        self._entries = [e for e in map(_parse_entry, entries) if e is not None]
+        self._entries = [_parse_entry(e) for e in entries]
         if not any(e.ref == "output" for e in self._entries):
             self._entries.append(_Entry("output", "output", {}))
         self._validate_entries(self._entries)
@@ -191,6 +197,7 @@ class EffectChain:
         outputs = [i for i, e in enumerate(entries) if e.ref == "output"]
         if outputs != [len(entries) - 1]:
             raise PhospheneError("the 'output' effect must appear once, at the end of the chain")
+        entries[-1].enabled = True  # the sRGB output pass is what fills the canvas: always on
 
     def _fragment(self, body: str) -> str:
         version, _, prelude = read_internal_shader("prelude").partition("\n")
@@ -306,7 +313,44 @@ class EffectChain:
 
     @property
     def effect_names(self) -> list[str]:
+        """Every effect of the chain, switched on or not, in order."""
         return [stage.entry.alias for stage in self._stages]
+
+    # -- switching effects on and off ---------------------------------------------------------
+
+    def _stage(self, name: str) -> _Stage:
+        for stage in self._stages:
+            if stage.entry.alias == name:
+                return stage
+        raise PhospheneError(f"unknown effect {name!r}; this chain has: "
+                             f"{', '.join(self.effect_names)}")
+
+    def is_enabled(self, name: str) -> bool:
+        return self._stage(name).entry.enabled
+
+    @property
+    def enabled(self) -> dict[str, bool]:
+        """Effect name -> whether its pass runs."""
+        return {stage.entry.alias: stage.entry.enabled for stage in self._stages}
+
+    def set_enabled(self, name: str, on: bool) -> bool:
+        """Switch one effect's pass on or off from the next ``render`` (no recompile, no
+        reallocation; the other effects' trails carry on). Returns True when it changed.
+
+        A trail effect switched back on starts from a black history: its old trail froze
+        when it was switched off, and would flash back in as a stale ghost."""
+        stage = self._stage(name)
+        on = bool(on)
+        if stage.entry.enabled == on:
+            return False
+        if stage is self._stages[-1] and not on:
+            raise PhospheneError(f"the {name!r} effect writes the canvas and cannot be switched "
+                                 "off (set its parameters instead)")
+        stage.entry.enabled = on
+        if on:
+            for fbo in stage.targets:
+                fbo.clear(0.0, 0.0, 0.0, 1.0)
+        return True
 
     # -- frames and rendering -----------------------------------------------------------------
 
@@ -351,6 +395,8 @@ class EffectChain:
         self._source_vao.render(moderngl.TRIANGLES, vertices=3)
         for stage in self._stages:
             last = stage is self._stages[-1]
+            if not (last or stage.entry.enabled):
+                continue            # switched off: the identity, by passing the picture on
             if last:
                 dst = self._canvas
             elif stage.targets:

@@ -152,8 +152,10 @@ class ShowTimeline:
 
 # -- pixels ----------------------------------------------------------------------------------
 class EffectStage:
-    """The preset's effect chain on a headless context; rebuilt (keeping parameter values) when
-    an effect is switched on or off or a preset switch changes the chain."""
+    """The preset's effect chain on a headless context. An effect switched on or off is
+    switched in the running chain (trails go on, as live); the chain is rebuilt only when a
+    preset switch changes the list of effects. Both follow the state alone, so a render is
+    the same every time."""
 
     def __init__(self, width: int, height: int, fit: str):
         from phosphene.render.context import create_headless_context
@@ -168,20 +170,28 @@ class EffectStage:
         """Make the chain match ``state``; returns frames still in flight from an old chain."""
         from phosphene.render.headless import HeadlessRenderer
 
-        key = (state.effect_names, tuple(state.effects_enabled.get(n, True)
-                                         for n in state.effect_names))
+        key = (state.effect_names, state.effect_refs)
+        enabled = [bool(state.effects_enabled.get(n, True)) for n in state.effect_names]
         if key == self._key:
+            for name, on in zip(state.effect_names, enabled):
+                self._switch(name, on)
             return []
         pending: list[np.ndarray] = []
         if self.renderer is not None:
             pending = self.renderer.drain()
             self.renderer.close()
         entries = [{"name": ref, "as": name, "enabled": on}
-                   for name, ref, on in zip(state.effect_names, state.effect_refs, key[1])]
+                   for name, ref, on in zip(state.effect_names, state.effect_refs, enabled)]
         self.renderer = HeadlessRenderer(*self.size, entries, fit=self.fit, ctx=self.ctx)
         self._known = set(self.renderer.chain.params())
         self._key = key
         return pending
+
+    def _switch(self, name: str, on: bool) -> None:
+        try:
+            self.renderer.chain.set_enabled(name, on)
+        except PhospheneError as exc:    # "output" cannot be off; live ignores it the same way
+            log.debug("effect switch ignored: %s", exc)
 
     def render(self, frame: Any, state, time_s: float) -> np.ndarray | None:
         params = {k: v for k, v in state.effect_params.items() if k in self._known}

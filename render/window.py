@@ -174,6 +174,14 @@ class Window:
         log.info("fullscreen %s", "on" if on else "off")
 
     @property
+    def refresh_hz(self) -> int:
+        """The monitor's refresh rate in Hz, 0 where it reports none (Xvfb, some VMs)."""
+        if self._monitor is None:
+            return 0
+        mode = self.glfw.get_video_mode(self._monitor)
+        return int(mode.refresh_rate or 0) if mode is not None else 0
+
+    @property
     def framebuffer_size(self) -> tuple[int, int]:
         w, h = self.glfw.get_framebuffer_size(self.window)
         return int(w), int(h)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
+import struct
 import subprocess
 import time
 
 import pytest
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message import OscMessage
 
 from phosphene.cli import main as cli_main
 from phosphene.live.osc import MALFORMED, OscServer, build_message, parse_message
@@ -108,6 +112,10 @@ def test_status_and_errors_are_answered_to_the_sender(server):
             (build_message("/phosphene/midi/learn", "nope"), "unknown parameter"),
             (build_message("/elsewhere", 1), "unknown address"),
             (b"\x00garbage\xff", "not valid OSC"),
+            # an argument type python-osc skips (with a root-logger warning): rejected whole
+            (b"/phosphene/param/psi\x00\x00\x00\x00,xf\x00" + struct.pack(">f", 1.0),
+             "unknown argument type"),
+            (b"#bundle\x00" + bytes(8) + struct.pack(">i", 8) + b"notosc!!", "neither a message"),
         ]
         for packet, reason in bad:
             s.sendto(packet, server.address)
@@ -116,11 +124,46 @@ def test_status_and_errors_are_answered_to_the_sender(server):
             assert reason in args[1], (reason, args)
     stats = server.stats.snapshot()
     assert stats["rejected"]["/phosphene/param/psi"] == 3
-    assert stats["rejected"][MALFORMED] == 1
+    assert stats["rejected"][MALFORMED] == 3
     assert server.drain() == []           # nothing bad reached the engine
 
 
-def test_a_burst_of_junk_never_kills_the_server(server, context):
+def bundle(*contents) -> bytes:
+    builder = OscBundleBuilder(IMMEDIATELY)
+    for content in contents:
+        builder.add_content(OscMessage(content) if content.startswith(b"/") else
+                            _parsed_bundle(content))
+    return builder.build().dgram
+
+
+def _parsed_bundle(data: bytes):
+    from pythonosc.osc_bundle import OscBundle
+
+    return OscBundle(data)
+
+
+def test_bundles_nested_or_not_deliver_their_messages_in_order(server):
+    inner = bundle(build_message("/phosphene/keyframe/goto", 2))
+    packet = bundle(build_message("/phosphene/param/psi", 0.5), inner,
+                    build_message("/phosphene/tempo/bpm", 120.0))
+    with client_socket() as s:
+        s.sendto(packet, server.address)
+        events = []
+        wait_for(lambda: events.extend(server.drain()) or len(events) >= 3, "3 events")
+        assert [(e.address, e.args) for e in events] == [
+            ("/phosphene/param/psi", (0.5,)), ("/phosphene/keyframe/goto", (2,)),
+            ("/phosphene/tempo/bpm", (120.0,))]
+        deep = build_message("/phosphene/param/psi", 0.5)
+        for _ in range(12):           # a bundle in a bundle in a bundle ... is refused
+            deep = bundle(deep)
+        s.sendto(deep, server.address)
+        address, args = parse_message(s.recv(4096))
+        assert address == "/phosphene/error" and "nested" in args[1]
+    assert server.drain() == []
+
+
+def test_a_burst_of_junk_never_kills_the_server(server, context, caplog):
+    caplog.set_level(logging.WARNING)
     rng = random.Random(1234)
     valid = build_message("/phosphene/param/noise", 0.5)
     truncated = build_message("/phosphene/param/speed", 9.5)
@@ -129,7 +172,7 @@ def test_a_burst_of_junk_never_kills_the_server(server, context):
     n, batch = 10_000, 500
     with client_socket() as s:
         for i in range(n):
-            kind = i % 4
+            kind = i % 6
             if kind == 0:
                 packet = rng.randbytes(rng.randrange(1, 200))
             elif kind == 1:
@@ -137,8 +180,15 @@ def test_a_burst_of_junk_never_kills_the_server(server, context):
             elif kind == 2:                                                 # wrong arguments
                 packet = build_message(rng.choice(addresses), rng.choice(["x", 1e9, -5, 2.5]),
                                        rng.random(), rng.random())
-            else:                                                           # a bogus bundle
+            elif kind == 3:                                                 # a bogus bundle
                 packet = b"#bundle\x00" + rng.randbytes(rng.randrange(0, 64))
+            elif kind == 4:                          # argument types nobody knows (python-osc
+                tags = "".join(rng.choice("xyzqQ") for _ in range(3))      # warns on these)
+                packet = build_message(rng.choice(addresses))[:-4] + \
+                    f",{tags}".encode().ljust(8, b"\x00") + rng.randbytes(8)
+            else:                                    # a bundle of junk (python-osc warns too)
+                junk = rng.randbytes(4 * rng.randrange(1, 8))
+                packet = b"#bundle\x00" + bytes(8) + struct.pack(">i", len(junk)) + junk
             s.sendto(packet, server.address)
             if (i + 1) % batch == 0:
                 # pace the burst so the kernel's UDP queue never drops: every packet is judged
@@ -154,6 +204,13 @@ def test_a_burst_of_junk_never_kills_the_server(server, context):
     # (as 0.0 or 9.5); everything else is rejected
     assert sum(stats["rejected"].values()) >= 0.9 * n
     assert stats["rejected"][MALFORMED] >= n // 2
+    # ... and the log says so once per address or kind of problem, not once per packet
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # at most one line per address the burst used (the namespace's) and per kind of junk
+    assert 0 < len(records) <= len(NAMESPACE) + 10, [r.getMessage() for r in records[:20]]
+    assert not [r for r in records if r.name == "root"]   # python-osc's own warnings: none
+    malformed = [r.getMessage() for r in records if MALFORMED in r.getMessage()]
+    assert len(malformed) == len(set(m.split(" from ")[0] for m in malformed))
 
 
 def counted(server) -> int:

@@ -193,3 +193,45 @@ def test_ctrl_c_leaves_a_playable_partial_video(tmp_path):
     assert info["audio"]
     assert abs(audio_samples / rate - len(frames) / 12) <= 1 / 12 + 1024 / rate
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_switching_flash_off_and_on_mid_render_is_deterministic_and_keeps_the_chain(
+        G, material, monkeypatch):
+    """An effect's on/off switch (replayed events) is applied in the running chain: the
+    flash is gone at the first click and back at the second, the same on every render, and
+    the chain is compiled once."""
+    from phosphene.live.controls import ControlEvent
+    from phosphene.render import headless
+
+    audio, preset = material
+    events = [ControlEvent(round(0.2 * SR), "/phosphene/effect/flash/enable", (0,), "osc"),
+              ControlEvent(round(1.0 * SR), "/phosphene/effect/flash/enable", (1,), "osc")]
+    built = []
+    original_init = headless.HeadlessRenderer.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(args)
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(headless.HeadlessRenderer, "__init__", counting_init)
+
+    def render(**settings):
+        scene = scene_from_preset(str(preset), None)
+        scene.events = list(events)
+        job = OfflineRender(audio, scene, RenderSettings(size=SIZE, fps=FPS, progress=False,
+                                                         batch=1, **settings), generator=G)
+        return [f.copy() for f in job.frames()]
+
+    frames = render(duration_s=1.6)
+    assert len(built) == 1                        # one chain for the whole render
+    levels = [brightness(f) for f in frames]
+    rest = float(np.median(levels[:int(CLICK_TIMES[0] * FPS)]))
+    first = math.ceil((CLICK_TIMES[0] + 0.1) * FPS)
+    second = math.ceil((CLICK_TIMES[1] + 0.1) * FPS)
+    assert abs(levels[first] - rest) < 2.0, levels       # flash off: the click shows nothing
+    assert levels[second] > rest + 50, levels            # back on: the second click flashes
+    # deterministic: a render starting later shows the same frames (the switches are state)
+    start = second - 3
+    part = render(start_s=start / FPS, duration_s=(len(frames) - start) / FPS)
+    assert len(part) == len(frames) - start
+    assert all(np.array_equal(a, frames[start + i]) for i, a in enumerate(part))

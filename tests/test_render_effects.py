@@ -307,7 +307,10 @@ def test_parameters_by_name_clamped_and_validated(ctx):
     params = chain.get_params()
     assert params["flash.amount"] == 0.3 and params["kick.zoom"] == 1.0
     assert "output.fade" in params and chain.effect_names[-1] == "output"
-    assert params["grade.hue"] == 10 and "vignette.amount" not in params
+    assert params["grade.hue"] == 10
+    # a preset entry with enabled: false is in the chain (its parameters too), switched off
+    assert "vignette.amount" in params and chain.enabled["vignette"] is False
+    assert chain.is_enabled("flash")
     chain.set_params({"color.hue": 999.0, "flash.amount": float("nan")})
     assert chain.get_params()["color.hue"] == 180.0
     assert chain.get_params()["flash.amount"] == 0.3  # NaN ignored
@@ -332,6 +335,92 @@ def test_params_change_the_next_frame_without_a_new_generator_frame(ctx):
     chain.set_params({"flash.amount": 0.5})
     chain.render()  # same generator frame, next display frame
     assert chain.read().mean() > before.mean() + 50
+    chain.release()
+
+
+def shot(chain):
+    """Render one display frame and read it back as ints."""
+    chain.render()
+    return chain.read().astype(int)
+
+
+def _programs(chain):
+    """The GL program names of every pass: a recompile would give new ones."""
+    return [stage.program.glo for stage in chain._stages]
+
+
+def test_switching_an_effect_off_is_the_identity_and_on_restores_it(ctx):
+    img = pattern(32, 32)
+    chain = EffectChain.from_names(ctx, ["color", "flash"], size=(32, 32))
+    chain.push_frame(img)
+    chain.set_params({"flash.amount": 0.4})
+    flashed = shot(chain)
+    programs = _programs(chain)
+    assert flashed.mean() > img.mean() + 40
+    assert chain.set_enabled("flash", False) is True
+    off = shot(chain)
+    assert np.abs(off - img).max() <= 1                       # the picture without the flash
+    assert chain.get_params()["flash.amount"] == 0.4           # its value kept for later
+    assert chain.set_enabled("flash", False) is False          # already off: nothing to do
+    chain.set_enabled("flash", True)
+    on = shot(chain)
+    assert np.array_equal(on, flashed)
+    assert _programs(chain) == programs                        # nothing was recompiled
+    chain.release()
+
+
+def test_an_effect_switched_off_in_the_preset_can_be_switched_on(ctx):
+    chain = EffectChain.from_names(ctx, [{"name": "flash", "enabled": False,
+                                          "params": {"invert": 1.0}}], size=(16, 16))
+    chain.push_frame(solid((40, 40, 40), 16, 16))
+    assert np.abs(shot(chain) - 40).max() <= 1
+    chain.set_enabled("flash", True)
+    assert np.abs(shot(chain) - (255 - 40)).max() <= 1
+    chain.release()
+
+
+def test_trails_survive_switching_another_effect(ctx):
+    """Toggling flash (at zero strength, so the picture is the same either way) while a
+    feedback trail decays: the trail goes on exactly as in a chain nobody touched."""
+    dot = np.zeros((H, W, 3), np.uint8)
+    dot[20:34, 40:56] = 255
+    black = np.zeros_like(dot)
+    chains = [EffectChain.from_names(ctx, ["feedback", "flash"], size=(W, H)) for _ in range(2)]
+    toggled, untouched = chains
+    for chain in chains:
+        chain.set_params({"feedback.decay": 0.5})
+        chain.push_frame(dot)
+        chain.render()
+        chain.push_frame(black)
+    trail = []
+    for step in range(4):
+        toggled.set_enabled("flash", step % 2 == 1)
+        a = shot(toggled)
+        b = shot(untouched)
+        assert np.array_equal(a, b), step
+        trail.append(a[27, 48])
+    for step, value in enumerate(trail, start=1):
+        assert np.abs(value - encode(0.5 ** step)).max() <= 1, (step, value)
+    for chain in chains:
+        chain.release()
+
+
+def test_a_trail_switched_back_on_starts_clean_and_output_stays_on(ctx):
+    dot = np.zeros((H, W, 3), np.uint8)
+    dot[20:34, 40:56] = 255
+    chain = EffectChain.from_names(ctx, ["feedback"], size=(W, H))
+    chain.set_params({"feedback.decay": 0.9})
+    chain.push_frame(dot)
+    chain.render()
+    chain.set_enabled("feedback", False)
+    chain.push_frame(np.zeros_like(dot))
+    assert shot(chain).max() == 0       # off: just the black frame
+    chain.set_enabled("feedback", True)
+    assert shot(chain).max() == 0       # no stale ghost of the dot
+    with pytest.raises(PhospheneError, match="cannot be switched off"):
+        chain.set_enabled("output", False)
+    with pytest.raises(PhospheneError, match="unknown effect 'blur'.*feedback"):
+        chain.set_enabled("blur", False)
     chain.release()
 
 

@@ -9,67 +9,18 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from phosphene.render.chain import EffectChain
 from phosphene.render.headless import HeadlessRenderer
 from phosphene.render.monitors import list_monitors, print_monitors
 from phosphene.render.window import Window, fit_viewport
-
-SCREEN = (800, 600)
-
-
-def _die_with_parent():
-    """Xvfb gets SIGTERM if the test process dies abruptly (an Xlib error exits the process)."""
-    import ctypes
-    import signal
-
-    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+from xvfb_display import SCREEN, xdotool_key, xvfb_display, xwd_screenshot
 
 
 @pytest.fixture(scope="module")
 def xvfb():
-    """Start Xvfb on a free display (it picks the number and tells us through -displayfd)."""
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        # -noreset: by default an X server resets when its last client disconnects, and a
-        # client connecting during the reset finds no display (or no monitors)
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24",
-         "-nolisten", "tcp", "-noreset"], pass_fds=(write_fd,), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as r:
-            number = r.readline().strip()  # blocks until the server is ready
-        assert number, "Xvfb did not start"
-        display = f":{number}"
-        old = os.environ.get("DISPLAY")
-        os.environ["DISPLAY"] = display
+    with xvfb_display(SCREEN) as display:
         yield display
-    finally:
-        if old is None:
-            os.environ.pop("DISPLAY", None)
-        else:
-            os.environ["DISPLAY"] = old
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def xdotool_key(key):
-    subprocess.run(["xdotool", "key", key], check=True, timeout=10)
-
-
-def xwd_screenshot(tmp_path):
-    """The whole X screen as the audience would see it, via xwd + ImageMagick."""
-    xwd = tmp_path / "screen.xwd"
-    png = tmp_path / "screen.png"
-    subprocess.run(["xwd", "-root", "-silent", "-out", str(xwd)], check=True, timeout=20)
-    subprocess.run(["convert", str(xwd), str(png)], check=True, timeout=20)
-    return np.asarray(Image.open(png).convert("RGB")).astype(int)
 
 
 def pump(window, chain, frames=6):
