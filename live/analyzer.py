@@ -12,7 +12,7 @@ Signal path per hop::
           -> STFT frame (window_ms, Hann) -> |X| -> SuperFlux onset strength -> peak picker
                                            -> low/mid/high band energies -> envelopes
                                            -> spectral centroid, flatness
-          onset strength -> tempo / beat phase tracker
+          band-wise flux (tempo accent) -> tempo / beat phase tracker
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class Analyzer:
         # onsets
         self._flux = SuperFlux(sr, n_fft, hop, s.onset_bands, s.onset_fmin_hz, s.onset_fmax_hz,
                                s.onset_log_multiplier, s.onset_max_filter_bands,
-                               s.onset_diff_ratio)
+                               s.onset_diff_ratio, s.tempo_band_edges_hz)
         frames = lambda ms: int(round(ms / 1000.0 * self.frame_rate))  # noqa: E731
         self._picker = OnlinePeakPicker(s.onset_delta, frames(s.onset_mean_ms),
                                         frames(s.onset_max_ms), frames(s.onset_min_interval_ms))
@@ -177,8 +177,9 @@ class Analyzer:
 
         # onsets
         flux = self._flux.process(self._mag, gain)
+        accent = self._flux.accent  # what the tempo tracker reads (see onsets.py)
         if gated:
-            flux = 0.0
+            flux = accent = 0.0
         onset = self._picker.process(flux)
         self._odf_peak = max(flux, self._odf_peak * self._odf_peak_coef)
         onset_strength = min(flux / self._odf_peak, 1.0) if self._odf_peak > 1e-9 else 0.0
@@ -220,7 +221,7 @@ class Analyzer:
                 value = min(max(0.6 + (db - avg) / 30.0, 0.0), 1.0)
             bands[i] = self._band_env[i].process(value)
 
-        tempo_bpm, beat_phase, beat = self._tempo.process(flux)
+        tempo_bpm, beat_phase, beat = self._tempo.process(accent)
 
         self.sample_index += self.hop_length
         return FeatureFrame(sample_index=self.sample_index, sample_rate=self.sample_rate,

@@ -76,6 +76,12 @@ class AnalyzerSettings(BaseModel):
     tempo_max_bpm: float = Field(200.0, gt=10.0)
     tempo_prior_bpm: float = Field(120.0, gt=10.0, description="centre of the (broad) "
                                    "preference used when two tempi explain the rhythm equally")
+    tempo_band_edges_hz: tuple[float, float] = Field((250.0, 2000.0), description="low|mid "
+                                                     "and mid|high crossovers of the regions "
+                                                     "whose flux counts equally in the accent "
+                                                     "the tempo is read from (a kick in a few "
+                                                     "low bands weighs as much as hats across "
+                                                     "many high ones)")
     tempo_history_s: float = Field(8.0, ge=2.0, le=30.0, description="onset history the tempo "
                                    "is estimated from")
     tempo_update_s: float = Field(0.5, gt=0.0, description="how often the tempo is re-estimated")
@@ -90,6 +96,10 @@ class AnalyzerSettings(BaseModel):
         if not 0.0 < lo < hi:
             raise ValueError(f"band_edges_hz must be two increasing positive frequencies, "
                              f"got {self.band_edges_hz}")
+        lo, hi = self.tempo_band_edges_hz
+        if not 0.0 < lo < hi:
+            raise ValueError(f"tempo_band_edges_hz must be two increasing positive frequencies, "
+                             f"got {self.tempo_band_edges_hz}")
         if not self.tempo_min_bpm < self.tempo_max_bpm:
             raise ValueError("tempo_min_bpm must be below tempo_max_bpm")
         if self.onset_fmin_hz >= self.onset_fmax_hz:

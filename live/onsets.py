@@ -6,6 +6,12 @@ frame ``mu`` hops earlier that has been maximum-filtered across frequency. The m
 makes vibrato and slow glides (a partial moving to a neighbouring band) produce no flux, so
 singing does not flood the visuals with false onsets, while a new note or a hit still does.
 
+Alongside the flux (the mean over all bands) the same band differences give a *tempo accent*:
+the mean flux of each frequency region (low / mid / high), averaged with equal weight per region
+(the band-wise accent of Klapuri, Eronen & Astola, "Analysis of the meter of acoustic musical
+signals", 2006). In the plain mean a hi-hat, spread over the many high mel bands, outweighs a
+kick in the few low ones; metre lives in kicks and snares, so the tempo tracker reads the accent.
+
 The peak picker is the online variant: a value is an onset when it is the maximum of the last
 ``onset_max_ms``, not smaller than the next value (one hop of lookahead: the analyzer's latency),
 above the moving mean plus ``delta``, and far enough from the previous onset.
@@ -38,14 +44,31 @@ def log_filterbank(sample_rate: int, n_fft: int, n_bands: int, fmin_hz: float,
     return np.ascontiguousarray(fb)
 
 
+def region_weights(filterbank: np.ndarray, sample_rate: int, n_fft: int,
+                   edges_hz: tuple[float, ...]) -> np.ndarray:
+    """Per-band weights ``(n_bands,)`` so that ``diff @ weights`` is the mean over frequency
+    regions (split at ``edges_hz``, by each band's centre frequency) of each region's mean;
+    regions holding no band (e.g. above Nyquist) are left out."""
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    centres = filterbank @ freqs  # rows sum to 1: the centre of mass of each filter
+    region = np.searchsorted(np.asarray(edges_hz, float), centres, side="right")
+    counts = np.bincount(region)
+    used = np.count_nonzero(counts)
+    return 1.0 / (used * counts[region])
+
+
 class SuperFlux:
-    """Onset strength of one STFT frame at a time. ``process(mag, gain)`` -> flux (>= 0)."""
+    """Onset strength of one STFT frame at a time. ``process(mag, gain)`` -> flux (>= 0); the
+    tempo accent of the same frame is left in ``accent``."""
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_bands: int,
                  fmin_hz: float, fmax_hz: float, log_multiplier: float, max_filter_bands: int,
-                 diff_ratio: float):
+                 diff_ratio: float, accent_edges_hz: tuple[float, ...] = (250.0, 2000.0)):
         self.filterbank = log_filterbank(sample_rate, n_fft, n_bands, fmin_hz, fmax_hz)
         n = self.filterbank.shape[0]
+        self._accent_weights = region_weights(self.filterbank, sample_rate, n_fft,
+                                              accent_edges_hz)
+        self.accent = 0.0
         # mu: compare with the frame whose window overlaps this one by at most diff_ratio
         # (SuperFlux eq. 4), at least one hop back.
         self.diff_frames = max(1, int(round(n_fft * (1.0 - diff_ratio) / hop_length)))
@@ -67,6 +90,7 @@ class SuperFlux:
         np.subtract(bands, reference, out=self._diff)
         np.maximum(self._diff, 0.0, out=self._diff)
         flux = float(self._diff.sum()) * self._inv_bands
+        self.accent = float(self._diff.dot(self._accent_weights))
         maximum_filter1d(bands, self._max_size, output=reference, mode="nearest")
         self._slot = (self._slot + 1) % self.diff_frames
         return flux

@@ -1,15 +1,24 @@
-"""Causal tempo and beat-phase tracking from the onset-strength stream, plus tap tempo.
+"""Causal tempo and beat-phase tracking from the onset-accent stream, plus tap tempo.
 
-Every ``update`` hops the tracker looks at the last few seconds of onset strength:
-- tempo: the autocorrelation of that history, read at every multiple of each candidate beat
-  period (a comb). A candidate's score is the *mean* over its multiples, so a period twice too
-  short (half its multiples fall between the hits) scores low; when a period and its double
+The input is the analyzer's tempo accent (see ``onsets.py``): band-wise flux with equal weight
+per frequency region, so kicks and snares, which carry the metre, are not outweighed by hi-hats
+spread over many high bands. (On the plain flux a kick-hat-snare-hat loop reads as eighth notes
+at 60-75 BPM and as half notes at 150-180 BPM; on the accent it reads as quarter notes.)
+
+Every ``update`` hops the tracker looks at the last few seconds of accent:
+- tempo: the autocorrelation of that history, read at the first multiples of each candidate
+  beat period (a comb). A candidate's score is the *mean* over its multiples, so a period twice
+  too short (half its multiples fall between the hits) scores low; when a period and its double
   explain the rhythm nearly equally (a click track; a drum loop whose bar repeats every
-two beats), the faster one is the beat.
-- phase: the offset that puts a comb of that period on the most onset strength.
+  two beats), the faster one is the beat. Only the first 8 multiples count: the long lags add
+  little about the beat and, summed over many bars, let a 3/2 period (a dotted-quarter pulse
+  the kicks of a syncopated bar suggest) outscore the beat.
+- phase: the offset that puts a comb of that period on the most accent.
 Between updates a free-running oscillator advances the phase by one hop, so beats are flagged
-every hop with no lookahead; each update pulls the phase toward the estimate. Through a break
-(weak or no onsets) the last tempo and phase keep running for ``hold_s``, then the tracker unlocks.
+every hop with no lookahead; each update pulls the phase toward the estimate. A new tempo is
+taken only when two estimates in a row agree on it (hysteresis: one odd estimate does not flip
+the metrical level). Through a break (weak or no onsets) the last tempo and phase keep running
+for ``hold_s``, then the tracker unlocks.
 """
 
 from __future__ import annotations
@@ -53,11 +62,11 @@ class TempoTracker:
     def tempo_bpm(self) -> float:
         return self._tempo_bpm
 
-    def process(self, onset_strength: float) -> tuple[float, float, bool]:
-        """Feed one hop's onset strength; returns (tempo_bpm or 0, beat_phase 0..1, beat)."""
+    def process(self, accent: float) -> tuple[float, float, bool]:
+        """Feed one hop's onset accent; returns (tempo_bpm or 0, beat_phase 0..1, beat)."""
         size, pos = self._size, self._pos
-        self._hist[pos] = onset_strength
-        self._hist[pos + size] = onset_strength
+        self._hist[pos] = accent
+        self._hist[pos + size] = accent
         self._pos = (pos + 1) % size
         if self._filled < size:
             self._filled += 1
@@ -123,7 +132,7 @@ class TempoTracker:
 
     def _comb_scores(self, acf: np.ndarray, max_lag: int) -> np.ndarray:
         periods = self._cand_period
-        ks = np.arange(1, 17)
+        ks = np.arange(1, 9)  # the first 8 multiples (see the module docstring)
         lags = periods[:, None] * ks[None, :]
         valid = lags <= max_lag
         lags = np.where(valid, lags, 0.0)

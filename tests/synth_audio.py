@@ -62,6 +62,51 @@ def drums_in_noise(bpm=110, duration_s=12.0, sr=SR, noise_dbfs=-40.0, seed=0):
     return np.clip(x, -1, 1).astype(np.float32), np.array(onsets)
 
 
+# drum patterns over one 4/4 bar: (position in beats, instrument)
+PATTERNS = {
+    # kick on 1 and 3, snare on 2 and 4, hats on the off-beats (as drums_in_noise)
+    "backbeat": [(0, "kick"), (1, "snare"), (2, "kick"), (3, "snare")]
+                + [(b + 0.5, "hat") for b in range(4)],
+    # swung: hats on every beat and on the last triplet of each beat (ride-style), so the
+    # off-beat events sit 2/3 of the way through the beat instead of half-way
+    "swing": [(0, "kick"), (1, "snare"), (2, "kick"), (3, "snare")]
+             + [(b + d, "hat") for b in range(4) for d in (0, 2 / 3)],
+    # syncopated: the second kick anticipates beat 3 (on the "and" of 2), another kick on the
+    # "and" of 3; straight eighth-note hats
+    "syncopated": [(0, "kick"), (1, "snare"), (1.5, "kick"), (2.5, "kick"), (3, "snare")]
+                  + [(e / 2, "hat") for e in range(8)],
+}
+
+
+def drum_loop(bpm, duration_s=12.0, pattern="backbeat", sr=SR, noise_dbfs=-40.0, seed=0,
+              start_s=0.3):
+    """A drum ``pattern`` (see PATTERNS) looped at ``bpm`` in steady white noise.
+
+    Returns ``(signal, onset_times_s, beat_times_s)``: every hit, and the quarter-note beats
+    (where a listener taps, and where the tracker's beats should fall)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 10 ** (noise_dbfs / 20), int(duration_s * sr))
+    beat_s = 60.0 / bpm
+    events = sorted(PATTERNS[pattern])
+    n_bars = int(np.ceil((duration_s - start_s) / (4 * beat_s)))
+    onsets = []
+    for bar in range(n_bars):
+        for position, instrument in events:
+            t = start_s + (4 * bar + position) * beat_s
+            if t >= duration_s - 0.3:
+                continue
+            if instrument == "kick":
+                _place(x, 0.7 * kick(sr), t, sr)
+            elif instrument == "snare":
+                _place(x, 0.7 * snare(rng, sr), t, sr)
+            else:
+                _place(x, 0.5 * hat(rng, sr), t, sr)
+            if not onsets or t - onsets[-1] > 1e-9:  # a hat on a kick is one onset
+                onsets.append(t)
+    beats = np.arange(start_s, duration_s - 0.3, beat_s)
+    return np.clip(x, -1, 1).astype(np.float32), np.array(onsets), beats
+
+
 def tone_notes(duration_s=8.0, note_s=0.5, sr=SR, seed=1):
     """A sustained harmonic tone (legato, no gap) changing pitch every ``note_s``; the onsets
     are the note changes (and the first note)."""
