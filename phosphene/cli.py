@@ -78,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("phosphene: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`phosphene analyze x.wav --onsets | head`): not an error.
+        # Point stdout at devnull so Python's exit-time flush doesn't complain again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 - the CLI's one place that turns errors into a line
         if args.debug:
             raise

@@ -25,3 +25,19 @@ def test_every_subcommand_has_help(name):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "usage: phosphene" in result.stdout
+
+
+def test_closed_pipe_is_not_an_error(tmp_path):
+    """`phosphene analyze x.wav --features | head -1` ends quietly, like any Unix tool."""
+    import numpy as np
+    import soundfile as sf
+
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, 0.3 * np.sin(np.arange(48000 * 3) * 0.05), 48000)
+    proc = subprocess.Popen([sys.executable, "-m", "phosphene", "analyze", str(wav), "--features"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away, as `head` does
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0
+    assert "error" not in stderr.lower()
