@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 import synth_audio as S
-from pulse_server import SINK, PulseServer
+from pulse_server import SINK
 from phosphene.errors import PhospheneError
 from phosphene.live import devices
 from phosphene.live.analyzer import Analyzer
@@ -20,17 +20,6 @@ from phosphene.live.ringbuffer import RingBuffer
 SR = 48000
 
 
-@pytest.fixture
-def pulse(tmp_path, monkeypatch):
-    server = PulseServer(tmp_path / "pulse", rate=SR).start()
-    for key, value in server.env.items():
-        monkeypatch.setenv(key, value)
-    devices.rescan()  # PortAudio must see the server that was not there when it started
-    yield server
-    server.stop()
-    for key in server.env:
-        os.environ.pop(key, None)
-    devices.rescan()
 
 
 def record(audio_in, seconds):

@@ -4,33 +4,18 @@ datagrams), assertions on the run report and on the rendered frames."""
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 
-import numpy as np
 import pytest
 
 from live_engine_helpers import (SR, EngineRun, mean_brightness, oscsend, tiny_generator,
                                  write_clicks, write_presets)
-from pulse_server import PulseServer
-from phosphene.live import devices
 from phosphene.live.engine import EngineOptions
 
 CLICKS = [0.4 + 0.45 * k for k in range(6)]          # seconds into the WAV
 
 
-@pytest.fixture
-def pulse(tmp_path, monkeypatch):
-    server = PulseServer(tmp_path / "pulse", rate=SR).start()
-    for key, value in server.env.items():
-        monkeypatch.setenv(key, value)
-    devices.rescan()      # PortAudio must see the server that was not there when it started
-    yield server
-    server.stop()
-    for key in server.env:
-        os.environ.pop(key, None)
-    devices.rescan()
 
 
 def rising_flash_edges(frames):

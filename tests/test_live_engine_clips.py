@@ -16,7 +16,6 @@ from live_engine_helpers import SR, EngineRun, oscsend, tiny_generator, write_pr
 from pulse_server import SINK
 from phosphene.live.engine import EngineOptions
 from phosphene.models.bank import Bank
-from test_live_engine import pulse  # noqa: F401 - the private PulseAudio fixture
 
 CLIP_CLICKS = [0.2, 0.7, 1.2, 1.7]
 
@@ -32,7 +31,7 @@ def peaks(x: np.ndarray, threshold: float, min_gap_s: float = 0.2) -> list[float
     return times
 
 
-def test_a_clip_played_over_osc_reaches_the_output_and_the_analyzer(pulse, tmp_path):  # noqa: F811
+def test_a_clip_played_over_osc_reaches_the_output_and_the_analyzer(pulse, tmp_path):
     bank = Bank(tmp_path / "bank", sample_rate=SR, create=True)
     clip, _ = S.clicks(CLIP_CLICKS, 2.0, amp=0.5)
     bank.add("kicks", clip, SR, source={"backend": "test", "what": "four clicks"})

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from phosphene.errors import PhospheneError
+from phosphene.models.pregen.device import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +50,6 @@ def clip_names(name: str, samples: int) -> list[str]:
     from phosphene.models.bank.names import validate_name
     names = [name] if samples == 1 else [f"{name}-{i + 1}" for i in range(samples)]
     return [validate_name(n) for n in names]
-
-
-def pick_device(device: str) -> str:
-    import torch
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise PhospheneError("--device cuda: no CUDA GPU is available")
-    return device
 
 
 def generate_into_bank(request: MusicRequest, bank, name: str, tags: list[str],

@@ -40,7 +40,7 @@ def generate_musicgen(request) -> tuple[np.ndarray, int, dict]:
     import torch
     from transformers import AutoTokenizer, MusicgenForConditionalGeneration
 
-    from phosphene.models.pregen.music import pick_device
+    from phosphene.models.pregen.device import pick_device
 
     if not request.prompt:
         raise PhospheneError("--backend musicgen needs --prompt \"...\"")

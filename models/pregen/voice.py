@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from phosphene.errors import PhospheneError
+from phosphene.models.pregen.device import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +107,6 @@ def localised_config(model_dir: Path, out_dir: Path) -> tuple[Path, Path]:
     return checkpoint, out
 
 
-def _pick_device(device: str) -> str:
-    import torch
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise PhospheneError("--device cuda: no CUDA GPU is available")
-    return device
-
-
 def synthesize(request: VoiceRequest, progress: bool = True) -> tuple[np.ndarray, int, dict]:
     """Speak ``request.text`` in the reference voice. Returns (mono float32, sr, provenance)."""
     import soundfile
@@ -134,7 +126,7 @@ def synthesize(request: VoiceRequest, progress: bool = True) -> tuple[np.ndarray
     if not request.speaker_wavs:
         raise PhospheneError("give at least one --speaker-wav recording of the voice to clone")
     model_dir = resolve_model_dir(request.model)
-    device = _pick_device(request.device)
+    device = pick_device(request.device)
     with tempfile.TemporaryDirectory(prefix="phosphene-voice-") as tmp:
         tmp = Path(tmp)
         checkpoint, config_path = localised_config(model_dir, tmp)

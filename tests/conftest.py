@@ -1,0 +1,25 @@
+"""Fixtures shared by several test modules."""
+
+import os
+
+import pytest
+
+from pulse_server import PulseServer
+from phosphene.live import devices
+
+
+@pytest.fixture
+def pulse(tmp_path, monkeypatch):
+    """A private PulseAudio server with a null sink: the microphone and speakers of the tests.
+
+    PortAudio is rescanned on both sides so it sees the server appear and go.
+    """
+    server = PulseServer(tmp_path / "pulse", rate=48000).start()
+    for key, value in server.env.items():
+        monkeypatch.setenv(key, value)
+    devices.rescan()
+    yield server
+    server.stop()
+    for key in server.env:
+        os.environ.pop(key, None)
+    devices.rescan()
