@@ -15,8 +15,11 @@ into the preset file with ``save_cc_binding`` (comments and the rest of the file
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +47,39 @@ def midi_backend(api: str | None = None):
         raise PhospheneError(f"unknown MIDI API {api!r}; allowed: {', '.join(_APIS)}") from None
 
 
+@contextlib.contextmanager
+def _quiet_probe():
+    """Probe MIDI systems without their C libraries' chatter and without side effects.
+
+    ALSA and JACK print to the process's stderr (file descriptor 2) when their system is
+    absent, and libjack would try to start a JACK server just to list ports; a listing should
+    do neither.
+    """
+    saved_env = os.environ.get("JACK_NO_START_SERVER")
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
+        os.close(devnull)
+        if saved_env is None:
+            os.environ.pop("JACK_NO_START_SERVER", None)
+        else:
+            os.environ["JACK_NO_START_SERVER"] = saved_env
+
+
 def list_midi_ports(api: str | None = None) -> list[str]:
     """Names of the MIDI input ports (for ``phosphene devices``); empty when none or when the
     MIDI system is not running (no ALSA sequencer, no JACK server)."""
+    backend = midi_backend(api)
     try:
-        return list(midi_backend(api).get_input_names())
+        with _quiet_probe():
+            return list(backend.get_input_names())
     except PhospheneError:
         raise
     except Exception as exc:    # noqa: BLE001 - rtmidi raises its own SystemError subclasses

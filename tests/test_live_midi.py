@@ -144,3 +144,22 @@ def test_learning_the_same_control_again_replaces_the_binding(preset_copy):
 def test_devices_list_shows_jack_ports(controller):
     _, port = controller
     assert port in list_midi_ports("jack")
+
+
+def test_devices_listing_is_quiet_without_a_midi_system(tmp_path):
+    """No ALSA sequencer and no JACK server: `phosphene devices` says so in one line, without
+    the C libraries' chatter, and does not start a JACK server to find out."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("JACK_DEFAULT_SERVER", "DISPLAY")}
+    env["JACK_DEFAULT_SERVER"] = f"phosphene-absent-{os.getpid()}"
+    result = subprocess.run([sys.executable, "-m", "phosphene", "devices"], capture_output=True,
+                            text=True, env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout + result.stderr
+    assert "MIDI inputs:" in result.stdout
+    assert "jack server" not in text.lower()
+    assert "ALSA lib" not in text
+    assert subprocess.run(["pgrep", "-f", env["JACK_DEFAULT_SERVER"]],
+                          capture_output=True).returncode != 0
