@@ -554,8 +554,8 @@ class Engine:
                 try:
                     canvas = presenter.draw(state, generated, now)
                 except PhospheneError as exc:
-                    self.errors.add("display", str(exc))
-                    log.error("frame not drawn: %s", exc)
+                    if self.errors.add("display", str(exc)):    # log a repeat once
+                        log.error("frame not drawn: %s", exc)
                     time.sleep(period)
                     continue
                 if window is not None:

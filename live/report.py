@@ -124,13 +124,17 @@ class ErrorLog:
         self._counts: Counter[tuple[str, str]] = Counter()
         self._max = max_entries
 
-    def add(self, where: str, message: str) -> None:
+    def add(self, where: str, message: str) -> bool:
+        """Count an error; True the first time this (where, message) is seen, so a caller
+        logs a repeating error once instead of every frame."""
         key = (where, message[:300])
         with self._lock:
-            if key in self._counts or len(self._counts) < self._max:
+            first = key not in self._counts
+            if not first or len(self._counts) < self._max:
                 self._counts[key] += 1
             else:
                 self._counts[(where, "<further errors>")] += 1
+        return first
 
     def entries(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -38,29 +38,14 @@ def _fps_fraction(fps: float | Fraction) -> Fraction:
     return fps
 
 
-def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Decode any file FFmpeg reads into float32 (channels, samples) and its sample rate."""
-    import av
+def _audio_file(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """An audio file as float32 ``(channels, samples)``, read by the analyzer's own loader
+    (libsndfile, FFmpeg for the rest); more than two channels are mixed down to mono."""
+    from phosphene.live.file_source import load_audio, to_mono
 
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise PhospheneError(f"{path}: has no audio stream")
-            stream = container.streams.audio[0]
-            sr = stream.codec_context.sample_rate
-            channels = min(stream.codec_context.channels, 2)
-            layout = "mono" if channels == 1 else "stereo"
-            resampler = av.AudioResampler(format="fltp", layout=layout, rate=sr)
-            chunks = []
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray())
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray())
-    except av.FFmpegError as exc:
-        raise PhospheneError(f"cannot read audio from {path}: {exc}") from None
-    data = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
-    return np.ascontiguousarray(data, dtype=np.float32), sr
+    audio = load_audio(path)
+    samples = audio.samples if audio.samples.shape[1] <= 2 else to_mono(audio.samples)[:, None]
+    return np.ascontiguousarray(samples.T), audio.sample_rate
 
 
 def _planar_audio(samples: Any, sr: int) -> np.ndarray:
@@ -103,7 +88,7 @@ class VideoWriter:
                 samples, sr = audio
                 self._audio, self._sr = _planar_audio(samples, int(sr)), int(sr)
             else:
-                self._audio, self._sr = load_audio(audio)
+                self._audio, self._sr = _audio_file(audio)
         self._audio_done = 0  # samples already sent to the encoder
 
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
