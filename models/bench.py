@@ -25,12 +25,12 @@ def _bench_nets(model: str | None, sizes: list[int], arch: str):
     from phosphene.models.stylegan2 import Generator
 
     if model is not None:
-        from phosphene.models.cli import load_model
+        from phosphene.models.loading import load_generator
 
         if model.startswith("builtin:abstract") and sizes:
             # the builtin's architecture at each requested size
             return [(f"builtin:abstract@{s}", build_abstract(img_resolution=s)) for s in sizes]
-        return [(model, load_model(model))]
+        return [(model, load_generator(model))]
     nets = []
     for size in sizes:
         if size < 4 or size & (size - 1):

@@ -1,34 +1,21 @@
-"""The ``phosphene`` console script: one argparse parser, subcommands contributed by each area.
+"""The ``phosphene`` console script: one argparse parser, one subcommand per module of
+:mod:`phosphene.commands`.
 
-Each area module below exposes ``register(subparsers)`` (adds its subcommands) and may expose
-``register_bench(bench_subparsers)`` (adds ``phosphene bench <name>``). Registration must stay
-cheap: heavy imports (torch, moderngl, sounddevice) happen inside the command handlers, so that
-``phosphene --help`` is instant.
-
-A handler is set with ``parser.set_defaults(func=handler)``; it receives the parsed namespace
-and returns an exit code (or None for 0).
+A handler receives the parsed namespace and returns an exit code (or None for 0). Exit codes:
+0 done, 1 failed while running (a :class:`PhospheneError`, printed as one line), 2 the command
+line is wrong (argparse's errors and :class:`UsageError`), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
 from phosphene import __version__
+from phosphene.commands import COMMANDS
+from phosphene.commands._args import USAGE_ERROR, UsageError, usage
 from phosphene.errors import PhospheneError
-
-# Areas that contribute subcommands, in the order they appear in --help. A module listed here
-# that is missing is skipped, so an area can be developed without breaking the others.
-COMMAND_MODULES = (
-    "phosphene.live.cli",
-    "phosphene.live.osc_cli",
-    "phosphene.live.live_cli",
-    "phosphene.render.cli",
-    "phosphene.models.cli",
-    "phosphene.models.pregen_cli",
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,27 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"phosphene {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    bench = subparsers.add_parser("bench", help="measure speed on this machine")
-    bench_subparsers = bench.add_subparsers(dest="bench_command", metavar="WHAT")
-    bench.set_defaults(func=lambda args: _missing_subcommand(bench))
-
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        module.register(subparsers)
-        if hasattr(module, "register_bench"):
-            module.register_bench(bench_subparsers)
+    for command in COMMANDS:
+        command.register(subparsers)
     return parser
-
-
-def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
+        return usage(parser)
     try:
         code = args.func(args)
     except KeyboardInterrupt:
@@ -93,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             message = f"{type(exc).__name__}: {exc}"
         print(f"phosphene: error: {message}", file=sys.stderr)
-        return 1
+        return USAGE_ERROR if isinstance(exc, UsageError) else 1
     return int(code or 0)
 
 

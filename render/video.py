@@ -39,9 +39,10 @@ def _fps_fraction(fps: float | Fraction) -> Fraction:
 
 
 def _audio_file(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """An audio file as float32 ``(channels, samples)``, read by the analyzer's own loader
-    (libsndfile, FFmpeg for the rest); more than two channels are mixed down to mono."""
-    from phosphene.live.file_source import load_audio, to_mono
+    """An audio file as float32 ``(channels, samples)``, read by the same loader the analyzer's
+    file source uses (libsndfile, FFmpeg for the rest); more than two channels are mixed down
+    to mono."""
+    from phosphene.audio_file import load_audio, to_mono
 
     audio = load_audio(path)
     samples = audio.samples if audio.samples.shape[1] <= 2 else to_mono(audio.samples)[:, None]

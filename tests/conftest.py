@@ -5,7 +5,7 @@ import os
 import pytest
 
 from pulse_server import PulseServer
-from phosphene.live import devices
+from phosphene.live.audio import devices
 
 
 @pytest.fixture

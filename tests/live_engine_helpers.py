@@ -15,7 +15,8 @@ import soundfile as sf
 import torch
 
 import synth_audio as S
-from phosphene.live.engine import Engine, EngineOptions, PresentedFrame
+from phosphene.live.runtime.display import PresentedFrame
+from phosphene.live.runtime.engine import Engine, EngineOptions
 from phosphene.models.stylegan2 import Generator, GeneratorConfig
 
 SR = 48000

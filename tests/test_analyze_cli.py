@@ -122,7 +122,7 @@ def test_missing_file(tmp_path):
 
 def test_zero_channel_audio_is_refused(tmp_path):
     from phosphene.errors import PhospheneError
-    from phosphene.live.file_source import to_mono
+    from phosphene.audio_file import to_mono
 
     # libsndfile cannot even write a 0-channel file; the check guards decoders that yield one
     with pytest.raises(PhospheneError, match="channel 0 does not exist"):

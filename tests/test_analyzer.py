@@ -6,8 +6,8 @@ import pytest
 
 import synth_audio as S
 from phosphene.errors import PhospheneError
-from phosphene.live.analyzer import Analyzer
-from phosphene.live.analyzer_settings import AnalyzerSettings
+from phosphene.live.analysis.analyzer import Analyzer
+from phosphene.live.analysis.settings import AnalyzerSettings
 
 SR = S.SR
 
@@ -190,13 +190,24 @@ def test_tap_tempo_sets_tempo_and_phase():
     assert frame.beat_phase < 0.02  # the tap was the beat
 
 
+def test_a_second_tap_in_the_same_hop_carries_no_interval():
+    analyzer = Analyzer(SR)
+    silence = np.zeros(256, np.float32)
+    analyzer.process(silence)
+    assert analyzer.tap() == 0.0
+    assert analyzer.tap() == 0.0                   # same sample index: no tempo from it
+    for _ in range(int(0.5 * SR / 256)):
+        analyzer.process(silence)
+    assert analyzer.tap() == pytest.approx(60 * SR / (int(0.5 * SR / 256) * 256))
+
+
 def test_live_hops_and_offline_file_are_frame_exact(tmp_path):
     """Blocks arriving in irregular callback sizes through the ring buffer (as live) give the
     same frames as the file source (as offline)."""
     import soundfile as sf
 
-    from phosphene.live.file_source import FileSource
-    from phosphene.live.ringbuffer import RingBuffer
+    from phosphene.live.audio.file_source import FileSource
+    from phosphene.live.audio.ringbuffer import RingBuffer
 
     x, _ = S.drums_in_noise(duration_s=4)
     path = tmp_path / "drums.wav"
@@ -250,7 +261,7 @@ def test_bad_rates_and_blocks_are_clear_errors():
 def test_feature_sources_are_in_range():
     x, _ = S.drums_in_noise(duration_s=6)
     _, frames, _ = analyze(x * 3)
-    from phosphene.live.features import SOURCES
+    from phosphene.live.analysis.features import SOURCES
 
     for f in frames[::7]:
         for name in SOURCES:
@@ -260,7 +271,7 @@ def test_feature_sources_are_in_range():
 def test_tempo_accent_weighs_each_frequency_region_equally():
     # a kick lives in the 4 mel bands below 250 Hz, hats in the ~44 above 2 kHz: in the accent
     # the tempo tracker reads, each region counts one third however many bands it holds
-    from phosphene.live.onsets import SuperFlux
+    from phosphene.live.analysis.onsets import SuperFlux
 
     flux = SuperFlux(SR, 1024, 256, 80, 30.0, 16000.0, 100.0, 3, 0.5, (250.0, 2000.0))
     freqs = np.fft.rfftfreq(1024, 1.0 / SR)

@@ -13,9 +13,9 @@ import soundfile as sf
 import synth_audio as S
 from pulse_server import SINK
 from phosphene.errors import PhospheneError
-from phosphene.live import devices
-from phosphene.live.analyzer import Analyzer
-from phosphene.live.ringbuffer import RingBuffer
+from phosphene.live.audio import devices
+from phosphene.live.analysis.analyzer import Analyzer
+from phosphene.live.audio.ringbuffer import RingBuffer
 
 SR = 48000
 
@@ -32,7 +32,7 @@ def record(audio_in, seconds):
 
 
 def test_clicks_played_into_pulseaudio_arrive_with_spacing_and_level(pulse, tmp_path):
-    from phosphene.live.audio_io import AudioIn
+    from phosphene.live.audio.streams import AudioIn
 
     times = [0.4 + 0.3 * k for k in range(6)]
     x, _ = S.clicks(times, 2.6, amp=0.5)
@@ -64,7 +64,7 @@ def test_clicks_played_into_pulseaudio_arrive_with_spacing_and_level(pulse, tmp_
 
 
 def test_device_loss_gives_silence_then_recovers(pulse, tmp_path, caplog):
-    from phosphene.live.audio_io import AudioIn
+    from phosphene.live.audio.streams import AudioIn
 
     tone = (0.25 * np.sin(2 * np.pi * 440 * np.arange(SR * 12) / SR)).astype(np.float32)
     wav = tmp_path / "tone.wav"
@@ -101,7 +101,7 @@ def test_device_loss_gives_silence_then_recovers(pulse, tmp_path, caplog):
 
 
 def test_audio_out_plays_into_the_sink(pulse, tmp_path):
-    from phosphene.live.audio_io import AudioOut
+    from phosphene.live.audio.streams import AudioOut
 
     raw = tmp_path / "rec.raw"
     with open(raw, "wb") as out_file:

@@ -13,6 +13,7 @@ import soundfile
 
 from phosphene.cli import main
 from phosphene.errors import PhospheneError
+from phosphene.live.analysis.clip_timeline import compute_timeline
 from phosphene.models.bank import Bank, BankError, BankNameError, validate_name
 from phosphene.models.bank.atomic import atomic_path
 
@@ -23,7 +24,7 @@ def _tone(seconds: float, sr: int, amplitude: float = 0.1, hz: float = 440.0) ->
 
 
 def test_add_resamples_normalises_and_writes_timeline(tmp_path):
-    bank = Bank(tmp_path / "bank", create=True)
+    bank = Bank(tmp_path / "bank", create=True, compute_timeline=compute_timeline)
     entry = bank.add("tone", _tone(2.0, 22050), 22050, source={"backend": "test", "seed": 7},
                      tags=["a", "b"])
     samples, sr = bank.load_audio("tone")
@@ -49,6 +50,13 @@ def test_add_resamples_normalises_and_writes_timeline(tmp_path):
     sidecar = json.loads((tmp_path / "bank" / "tone.json").read_text())
     assert sidecar == manifest["clips"][0]
     assert bank.names() == ["tone"] and bank.get("tone").tags == ["a", "b"]
+
+
+def test_a_bank_without_a_timeline_function_adds_clips_without_one(tmp_path):
+    # the bank (models) never imports the live analyzer: its caller passes the function
+    entry = Bank(tmp_path, create=True).add("plain", _tone(1.0, 48000), 48000, source={})
+    assert entry.features is None and not list(tmp_path.glob("*.features.npz"))
+    assert Bank(tmp_path).load_features("plain") is None
 
 
 def test_peak_ceiling_limits_gain_for_spiky_clips(tmp_path):
@@ -110,7 +118,7 @@ def test_corrupt_manifest_is_backed_up_and_rebuilt_losslessly(tmp_path, caplog):
 
 
 def test_rebuild_without_sidecar_measures_the_clip(tmp_path):
-    bank = Bank(tmp_path, create=True)
+    bank = Bank(tmp_path, create=True, compute_timeline=compute_timeline)
     bank.add("lost", _tone(1.0, 48000), 48000, source={"backend": "test"})
     (tmp_path / "lost.json").unlink()
     (tmp_path / "bank.json").unlink()
@@ -147,6 +155,8 @@ def test_bank_cli_import_list_info_remove(tmp_path, capsys):
     assert info["tags"] == ["mine", "intro"]
     assert info["source"]["backend"] == "import"
     assert info["source"]["original_file"] == "My Take #1.wav"
+    assert info["features"] == "My_Take_1.features.npz"     # the CLI wires in the analyzer
+    assert len(Bank(bank_dir).load_features("My_Take_1")["level"]) > 0
     assert main(["bank", "remove", "My_Take_1", "--bank", str(bank_dir)]) == 0
     assert Bank(bank_dir).names() == []
     assert not list(bank_dir.glob("My_Take_1*"))

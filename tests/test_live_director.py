@@ -9,19 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from phosphene.live.controls import ControlEvent, Controls, apply_control_event
-from phosphene.live.director import (
-    Director, DriftSettings, LayerGroupSettings, LayerSplitSettings, OnsetStepSettings,
-    SceneSettings, VolumeBlendSettings, crossfade,
-)
-from phosphene.live.features import FeatureFrame
-from phosphene.live.keyframes import (
+from phosphene.live.show.director import Director, crossfade
+from phosphene.live.analysis.features import FeatureFrame
+from phosphene.live.analysis.envelopes import smoothing_retain, smoothing_step
+from phosphene.live.show.keyframes import (
     SavedKeyframe, SeedKeyframe, SlerpKeyframe, mapper_from_generator, resolve_keyframes, save_w,
 )
-from phosphene.live.latents import ease, layer_rows, lerp, slerp, truncate, z_from_seed
-from phosphene.live.mappings import Mapping, MappingBank, apply_curve, follow, lfo_value, parse_source
-from phosphene.live.params import ParameterSet, ParameterSpec
-from phosphene.live.tap_tempo import TapTempo, effective_tempo
+from phosphene.live.show.latents import ease, layer_rows, lerp, slerp, truncate, z_from_seed
+from phosphene.live.show.mappings import Mapping, MappingBank, apply_curve, follow, lfo_value, parse_source
+from phosphene.live.show.modes import (
+    DirectorSettings, DriftSettings, LayerGroupSettings, LayerSplitSettings, OnsetStepSettings,
+    VolumeBlendSettings,
+)
+from phosphene.live.show.params import ParameterSet, ParameterSpec
+from phosphene.live.analysis.tap_tempo import TapTempo, effective_tempo
 from phosphene.models.stylegan2.config import GeneratorConfig
 from phosphene.models.stylegan2.generator import Generator
 
@@ -59,6 +60,17 @@ def test_parameter_smoothing_follows_its_time_constant_whatever_the_step_size():
     assert coarse.get("x") == pytest.approx(expected, rel=1e-9)
     assert fine.get("x") == pytest.approx(expected, rel=1e-9)
     assert coarse.target("x") == 10.0
+
+
+def test_one_pole_smoothing_has_one_definition_in_two_forms():
+    # the analyzer's envelopes keep ``retain`` of the distance; parameters and mappings cover
+    # ``step`` of it: the same smoother, tau in seconds, 0 (or less) follows at once
+    for dt_s, tau_s in ((0.005, 0.03), (1 / 60, 0.2), (0.1, 0.1), (0.0, 0.3)):
+        assert smoothing_retain(dt_s, tau_s) == math.exp(-dt_s / tau_s)
+        assert smoothing_step(dt_s, tau_s) == 1.0 - smoothing_retain(dt_s, tau_s)
+    assert smoothing_retain(0.01, 0.0) == 0.0 and smoothing_step(0.01, 0.0) == 1.0
+    assert follow(0.0, 1.0, 0.1, attack_ms=100.0, release_ms=0.0) == smoothing_step(0.1, 0.1)
+    assert follow(1.0, 0.0, 0.1, attack_ms=100.0, release_ms=0.0) == 0.0
 
 
 def test_parameter_set_clamps_to_range_and_normalises():
@@ -186,7 +198,7 @@ def test_volume_blend_level_zero_is_a_and_one_is_b(tiny_generator):
     G = tiny_generator
     kf = resolve_keyframes([SeedKeyframe(1), SeedKeyframe(2)], mapper=mapper_from_generator(G),
                            z_dim=G.z_dim, num_ws=G.num_ws, w_dim=G.w_dim)
-    settings = SceneSettings(volume_blend=VolumeBlendSettings(attack_ms=0, release_ms=0))
+    settings = DirectorSettings(volume_blend=VolumeBlendSettings(attack_ms=0, release_ms=0))
     d = Director(kf, settings)
     v = weights(volume_blend=1.0)
     assert np.array_equal(d.update(v, frame(level=0.0), 0.01).w, kf[0])
@@ -200,7 +212,7 @@ def test_volume_blend_level_zero_is_a_and_one_is_b(tiny_generator):
 
 def test_volume_blend_is_smoothed_gained_and_curved():
     kf = random_keyframes(2)
-    s = SceneSettings(volume_blend=VolumeBlendSettings(gain=2.0, curve="exp", attack_ms=50.0))
+    s = DirectorSettings(volume_blend=VolumeBlendSettings(gain=2.0, curve="exp", attack_ms=50.0))
     d = Director(kf, s)
     out = d.update(weights(volume_blend=1.0), frame(level=0.5), 0.05)
     env = 0.5 * (1 - math.exp(-1))       # one attack time constant
@@ -210,7 +222,7 @@ def test_volume_blend_is_smoothed_gained_and_curved():
 
 def test_onset_step_reaches_the_next_keyframe_after_its_length():
     kf = random_keyframes(3)
-    s = SceneSettings(onset_step=OnsetStepSettings(length=2, unit="beats", every=2))
+    s = DirectorSettings(onset_step=OnsetStepSettings(length=2, unit="beats", every=2))
     d = Director(kf, s)
     v = weights(onset_step=1.0)
     v["tempo_bpm"] = 120.0        # 2 beats = 1 s
@@ -225,7 +237,7 @@ def test_onset_step_reaches_the_next_keyframe_after_its_length():
 
 def test_onset_step_length_in_ms_and_beat_trigger():
     kf = random_keyframes(2)
-    d = Director(kf, SceneSettings(onset_step=OnsetStepSettings(trigger="beat", length=200, unit="ms")))
+    d = Director(kf, DirectorSettings(onset_step=OnsetStepSettings(trigger="beat", length=200, unit="ms")))
     v = weights(onset_step=1.0)
     d.update(v, frame(onset=True), 0.0)            # onsets do not count for a beat trigger
     assert d.state.index == 0
@@ -235,7 +247,7 @@ def test_onset_step_length_in_ms_and_beat_trigger():
 
 def test_drift_period_in_beats_follows_tempo():
     kf = random_keyframes(4)
-    d = Director(kf, SceneSettings(drift=DriftSettings(period=4, unit="beats", level_speed=0.0)))
+    d = Director(kf, DirectorSettings(drift=DriftSettings(period=4, unit="beats", level_speed=0.0)))
     v = weights(drift=1.0)
     v["tempo_bpm"] = 120.0     # 4 beats per keyframe = 2 s
     assert np.allclose(d.update(v, frame(), 1.0).w, lerp(kf[0], kf[1], 0.5), atol=1e-6)
@@ -243,13 +255,13 @@ def test_drift_period_in_beats_follows_tempo():
     v["tempo_bpm"] = 60.0      # half the tempo: 4 s per keyframe
     assert np.allclose(d.update(v, frame(), 2.0).w, lerp(kf[1], kf[2], 0.5), atol=1e-6)
     # the analyzer's tempo is used when the performer sets none
-    d2 = Director(kf, SceneSettings(drift=DriftSettings(period=4, unit="beats", level_speed=0.0)))
+    d2 = Director(kf, DirectorSettings(drift=DriftSettings(period=4, unit="beats", level_speed=0.0)))
     assert np.allclose(d2.update(weights(drift=1.0), frame(tempo_bpm=240.0), 1.0).w, kf[1], atol=1e-6)
 
 
 def test_drift_speeds_up_with_level_and_loops():
     kf = random_keyframes(2)
-    d = Director(kf, SceneSettings(drift=DriftSettings(period=1, unit="seconds", level_speed=1.0)))
+    d = Director(kf, DirectorSettings(drift=DriftSettings(period=1, unit="seconds", level_speed=1.0)))
     d.update(weights(drift=1.0), frame(level=1.0), 0.5)    # speed x2: a whole keyframe
     assert d.state.drift_pos == pytest.approx(1.0)
     d.update(weights(drift=1.0), frame(level=1.0), 0.5)
@@ -258,14 +270,14 @@ def test_drift_speeds_up_with_level_and_loops():
 
 def test_layer_split_only_changes_the_targeted_rows():
     kf = random_keyframes(4, num_ws=18)
-    groups = {"coarse": LayerGroupSettings("low", 1, attack_ms=0),
-              "middle": LayerGroupSettings("mid", 2, attack_ms=0),
-              "fine": LayerGroupSettings("high", 3, attack_ms=0)}
-    d = Director(kf, SceneSettings(layer_split=LayerSplitSettings(groups)))
+    groups = {"coarse": LayerGroupSettings(source="low", keyframe=1, attack_ms=0),
+              "middle": LayerGroupSettings(source="mid", keyframe=2, attack_ms=0),
+              "fine": LayerGroupSettings(source="high", keyframe=3, attack_ms=0)}
+    d = Director(kf, DirectorSettings(layer_split=LayerSplitSettings(**groups)))
     out = d.update(weights(layer_split=1.0), frame(low=1.0), 0.01)      # bass only
     assert np.allclose(out.w[0:4], kf[1][0:4])
     assert np.array_equal(out.w[4:], kf[0][4:])
-    d = Director(kf, SceneSettings(layer_split=LayerSplitSettings(groups)))
+    d = Director(kf, DirectorSettings(layer_split=LayerSplitSettings(**groups)))
     out = d.update(weights(layer_split=1.0), frame(high=0.5), 0.01)      # treble only
     assert np.array_equal(out.w[:8], kf[0][:8])
     assert np.allclose(out.w[8:], lerp(kf[0][8:], kf[3][8:], 0.5), atol=1e-6)
@@ -285,33 +297,12 @@ def test_noise_kicks_on_onsets_and_psi_truncates():
     assert out.noise_strength == pytest.approx(0.2 + 0.5 * math.exp(-1))
 
 
-def test_keyframe_controls_and_capture_through_control_events():
-    kf = random_keyframes(3)
-    d = Director(kf, SceneSettings(transition_ms=100))
-    params = ParameterSet()
-    controls = Controls(params, sample_rate=SR)
-    apply_control_event(ControlEvent(0, "/phosphene/keyframe/goto", (2,)), controls, d)
-    values = controls.update(frame(), 0.1)
-    assert np.array_equal(d.update(values, frame(), 0.1).w, kf[2])
-    apply_control_event(ControlEvent(0, "/phosphene/keyframe/next", ()), controls, d)
-    assert d.update(values, frame(), 0.2).keyframe == 0
-    apply_control_event(ControlEvent(0, "/phosphene/keyframe/capture", ()), controls, d)
-    assert len(d.keyframes) == 4 and np.array_equal(d.keyframes[3], kf[0])
-    apply_control_event(ControlEvent(0, "/phosphene/mode/drift", (0.7,)), controls, d)
-    apply_control_event(ControlEvent(0, "/phosphene/param/psi", (1.3,)), controls, d)
-    assert params.target("mode.drift") == 0.7 and params.target("psi") == 1.3
-    for i in range(3):
-        apply_control_event(ControlEvent(i * SR // 2, "/phosphene/tempo/tap", ()), controls, d)
-    assert params.get("tempo_bpm") == pytest.approx(120.0)
-    assert not apply_control_event(ControlEvent(0, "/phosphene/clip/stopall", ()), controls, d)
-
-
 def test_director_is_deterministic():
     kf = random_keyframes(3)
     frames = [frame(i * 512, level=(i % 7) / 7, onset=i % 5 == 0, low=(i % 3) / 3) for i in range(200)]
 
     def run():
-        d = Director([k.copy() for k in kf], SceneSettings())
+        d = Director([k.copy() for k in kf], DirectorSettings())
         v = weights(volume_blend=0.5, onset_step=1.0, drift=0.3, layer_split=0.5)
         return [d.update(v, f, 512 / SR).w for f in frames][-1]
 

@@ -11,7 +11,7 @@ import pytest
 
 from live_engine_helpers import (SR, EngineRun, mean_brightness, oscsend, tiny_generator,
                                  write_clicks, write_presets)
-from phosphene.live.engine import EngineOptions
+from phosphene.live.runtime.engine import EngineOptions
 
 CLICKS = [0.4 + 0.45 * k for k in range(6)]          # seconds into the WAV
 

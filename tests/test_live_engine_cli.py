@@ -16,10 +16,10 @@ import pytest
 import soundfile as sf
 
 from live_engine_helpers import SR, tiny_generator, write_clicks, write_presets
-from phosphene.live.clips import ClipPlayer
-from phosphene.live.director import LatentRequest
-from phosphene.live.generator_worker import GeneratorWorker
-from phosphene.live.recording import read_recording
+from phosphene.live.audio.clips import ClipPlayer
+from phosphene.live.show.director import LatentRequest
+from phosphene.live.runtime.worker import GeneratorWorker
+from phosphene.live.runtime.recording import read_recording
 from phosphene.models.bank import Bank
 from phosphene.models.loading import save_generator
 

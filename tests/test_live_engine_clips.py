@@ -14,7 +14,7 @@ import soundfile as sf
 import synth_audio as S
 from live_engine_helpers import SR, EngineRun, oscsend, tiny_generator, write_presets
 from pulse_server import SINK
-from phosphene.live.engine import EngineOptions
+from phosphene.live.runtime.engine import EngineOptions
 from phosphene.models.bank import Bank
 
 CLIP_CLICKS = [0.2, 0.7, 1.2, 1.7]

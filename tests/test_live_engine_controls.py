@@ -13,9 +13,9 @@ import mido
 import pytest
 
 from live_engine_helpers import EngineRun, tiny_generator, write_clicks, write_presets
-from phosphene.live.engine import EngineOptions
-from phosphene.live.midi import list_midi_ports, midi_backend
-from phosphene.live.osc import build_message
+from phosphene.live.runtime.engine import EngineOptions
+from phosphene.live.control.midi import list_midi_ports, midi_backend
+from phosphene.live.control.osc_server import build_message
 from test_live_midi import jack_server  # noqa: F401 - the private jackd fixture
 
 

@@ -12,12 +12,13 @@ from pathlib import Path
 import mido
 import pytest
 
-from phosphene.live.controls import Controls, apply_control_event
-from phosphene.live.director import Director
-from phosphene.live.midi import MidiInput, MidiRouter, list_midi_ports, midi_backend, save_cc_binding
-from phosphene.live.osc_namespace import NamespaceContext
-from phosphene.live.params import ParameterSet
-from phosphene.live.presets import load_preset, load_preset_file, resolve_preset
+from phosphene.live.control.midi import MidiInput, MidiRouter, list_midi_ports, midi_backend, save_cc_binding
+from phosphene.live.analysis.features import FeatureFrame
+from phosphene.live.control import routes
+from phosphene.live.control.routes import NamespaceContext
+from phosphene.live.show.show import GeneratorFacts, Show
+from live_engine_helpers import tiny_generator
+from phosphene.live.show.presets import load_preset, load_preset_file, resolve_preset
 
 TIMEOUT_S = 10.0
 
@@ -92,9 +93,8 @@ def test_cc_from_a_jack_port_moves_the_parameter(controller):
     preset, _ = load_preset("default")        # binds CC 1 -> psi (range 0..2)
     ctx = context_for(preset)
     router = MidiRouter.from_preset(preset, lambda: ctx)
-    params = ParameterSet(list(preset.parameter_specs().values()))
-    controls = Controls(params, sample_rate=48000)
-    director = Director([__import__("numpy").zeros((4, 4), "float32")])
+    show = Show(preset, GeneratorFacts.from_generator(tiny_generator()), 48000)
+    keyframe = show.state().request.keyframe
     with MidiInput(router, port, api="jack", clock=lambda: 960) as midi_in:
         time.sleep(0.2)                        # JACK connects the ports asynchronously
         out.send(mido.Message("control_change", channel=3, control=1, value=127))
@@ -104,9 +104,10 @@ def test_cc_from_a_jack_port_moves_the_parameter(controller):
     assert [(e.address, e.args, e.sample_index, e.origin) for e in events] == [
         ("/phosphene/param/psi", (2.0,), 960, "midi"),
         ("/phosphene/keyframe/next", (), 960, "midi")]
-    for e in events:
-        apply_control_event(e, controls, director)
-    assert params.target("psi") == 2.0
+    routes.perform(events, show)             # what the engine does with them
+    assert show.controls.params.target("psi") == 2.0
+    show.advance(FeatureFrame.silent(1024, 48000))
+    assert show.state().request.keyframe == (keyframe + 1) % len(show.director.keyframes)
     assert router.ignored == 1
 
 
@@ -134,7 +135,7 @@ def test_midi_learn_binds_the_next_cc_and_saves_it_into_the_preset(controller, p
 
 
 def test_learning_the_same_control_again_replaces_the_binding(preset_copy):
-    from phosphene.live.midi import CCBinding
+    from phosphene.live.control.midi import CCBinding
 
     save_cc_binding(preset_copy, CCBinding(1, "noise", None))
     saved = load_preset_file(preset_copy)

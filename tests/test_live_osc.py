@@ -14,9 +14,9 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 
 from phosphene.cli import main as cli_main
-from phosphene.live.osc import MALFORMED, OscServer, build_message, parse_message
-from phosphene.live.osc_namespace import NAMESPACE, NamespaceContext
-from phosphene.live.presets import load_preset
+from phosphene.live.control.osc_server import MALFORMED, OscServer, build_message, parse_message
+from phosphene.live.control.routes import NAMESPACE, NamespaceContext
+from phosphene.live.show.presets import load_preset
 
 TIMEOUT_S = 10.0
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from phosphene.errors import PhospheneError
-from phosphene.live.director import Director
-from phosphene.live.features import FeatureFrame
-from phosphene.live.osc_namespace import NAMESPACE, REPLIES
-from phosphene.live.params import ParameterSet
-from phosphene.live.presets import (
+from phosphene.live.show.director import Director
+from phosphene.live.analysis.features import FeatureFrame
+from phosphene.live.control.routes import NAMESPACE, REPLIES
+from phosphene.live.show.params import ParameterSet
+from phosphene.live.show.presets import (
     PresetWatcher, load_preset, load_preset_file, resolve_preset, shipped_presets,
 )
 
@@ -61,11 +61,26 @@ def test_a_preset_drives_the_core(tmp_path):
     params = ParameterSet(list(preset.parameter_specs().values()))
     rng = np.random.default_rng(0)
     kf = [rng.standard_normal((4, 8)).astype(np.float32) for _ in preset.keyframe_specs()]
-    d = Director(kf, preset.scene_settings())
+    d = Director(kf, preset.director_settings())
     out = d.update(params.values(), FeatureFrame.silent(0, 48000), 0.01)
     assert np.array_equal(out.w_raw, kf[0])
     assert preset.core_mappings()[1].curve == "exp"
     assert preset.effect_names() == ["flash"]
+
+
+def test_the_director_reads_the_presets_own_mode_settings(tmp_path):
+    # one schema: what the preset validated is what the director runs with
+    text = GOOD.replace("volume-blend: {weight: 1.0}",
+                        "volume-blend: {weight: 1.0, toward: 2}\n"
+                        "  layer-split: {fine: {source: onset, keyframe: 0}}")
+    preset = load_preset_file(write(tmp_path, "transition_ms: 250\n" + text))
+    settings = preset.director_settings()
+    assert settings.volume_blend is preset.modes.volume_blend and settings.volume_blend.toward == 2
+    assert settings.transition_ms == 250.0
+    groups = settings.layer_split.groups
+    assert list(groups) == ["coarse", "middle", "fine"]
+    assert (groups["fine"].source, groups["fine"].keyframe) == ("onset", 0)
+    assert (groups["coarse"].source, groups["coarse"].keyframe) == ("low", 1)   # the default
 
 
 @pytest.mark.parametrize("edit, key, allowed", [

@@ -15,10 +15,10 @@ import pytest
 
 from live_engine_helpers import (SR, TIMEOUT_S, EngineRun, oscsend, tiny_generator,
                                  write_clicks, write_presets)
-from phosphene.live.engine import EngineOptions
-from phosphene.live.recording import read_frames, read_recording
-from phosphene.live.show import PRESET_LOADED
-from phosphene.render.live_frames import LiveFrameReplay
+from phosphene.live.runtime.engine import EngineOptions
+from phosphene.live.runtime.recording import read_frames, read_recording
+from phosphene.live.show.events import PRESET_LOADED
+from phosphene.live.runtime.replay import LiveFrameReplay
 
 CLICKS = [0.4, 0.9, 1.4, 1.9, 2.4, 2.9]
 # (audio time to wait for, OSC address, types, args): sent once the engine's clock passes it
@@ -130,7 +130,7 @@ def test_the_replay_draws_the_same_frames_at_the_same_size(recorded):
 
 
 def test_frame_records_round_trip_and_a_cut_last_line_is_skipped(tmp_path):
-    from phosphene.live.recording import Recorder
+    from phosphene.live.runtime.recording import Recorder
 
     with Recorder(tmp_path / "set", SR, preset_text="name: x", preset_name="x",
                   model_source="m") as rec:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from phosphene.errors import PhospheneError
-from phosphene.models.cli import image_grid, parse_seeds
+from phosphene.commands._args import UsageError, seeds
+from phosphene.commands.models import image_grid
 
 
 def phosphene(*args, timeout=300):
@@ -53,14 +53,15 @@ def test_sample_is_reproducible_per_seed(tmp_path):
     assert np.abs(single.astype(int) - pair[:, :256].astype(int)).mean() > 5
 
 
-@pytest.mark.parametrize("seeds", ["0-x", "5-2", "a,b", ""])
-def test_bad_seeds_give_one_line_error(tmp_path, seeds):
-    result = phosphene("models", "sample", "builtin:abstract", "--seeds", seeds,
+@pytest.mark.parametrize("bad", ["0-x", "5-2", "a,b", "", "0-99999999999"])
+def test_bad_seeds_are_a_usage_error(tmp_path, bad):
+    """Refused while parsing the command line (exit 2), before any model is loaded."""
+    result = phosphene("models", "sample", "builtin:abstract", "--seeds", bad,
                        "-o", str(tmp_path / "x.png"))
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("phosphene: error: --seeds")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "phosphene models sample: error: argument --seeds: ")
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "x.png").exists()
 
 
@@ -78,9 +79,11 @@ def test_unknown_builtin_and_bad_class_are_one_line(tmp_path):
 
 
 def test_parse_seeds():
-    assert parse_seeds("0-3,7, 9-10") == [0, 1, 2, 3, 7, 9, 10]
-    with pytest.raises(PhospheneError, match="'x'"):
-        parse_seeds("1,x")
+    assert seeds("0-3,7, 9-10") == [0, 1, 2, 3, 7, 9, 10]
+    with pytest.raises(UsageError, match="'x'"):
+        seeds("1,x")
+    with pytest.raises(UsageError, match="at most 1024"):
+        seeds("0-1023,2000")
 
 
 def test_image_grid_layout():

@@ -23,8 +23,9 @@ from PIL import Image
 from offline_material import (CLICK_TIMES, DURATION_S, FLASH_PRESET, SR, brightness,
                               write_clicks, write_preset)
 from phosphene.cli import main
-from phosphene.render.offline import (OfflineRender, RenderSettings, render_still, render_video,
-                                      scene_from_preset)
+from phosphene.live.runtime.offline import (OfflineRender, RenderSettings, render_still,
+                                            render_video)
+from phosphene.live.runtime.session import source_from_preset
 
 FPS = 12
 SIZE = (64, 64)
@@ -46,7 +47,7 @@ def material(tmp_path_factory):
 def make_job(G, material, **kwargs) -> OfflineRender:
     audio, preset = material
     settings = RenderSettings(size=SIZE, fps=FPS, progress=False, **kwargs)
-    return OfflineRender(audio, scene_from_preset(str(preset), None), settings, generator=G)
+    return OfflineRender(audio, source_from_preset(str(preset), None), settings, generator=G)
 
 
 def read_mp4(path: Path):
@@ -140,18 +141,19 @@ def test_still_cli_writes_png_of_requested_size(material, tmp_path, capsys):
     assert Image.open(out).size == (96, 48)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["render", "{audio}", "-o", "x.avi"], "MP4"),
-    (["render", "{audio}", "--still", "1", "-o", "x.mp4"], "PNG"),
-    (["render", "{audio}", "-o", "x.mp4", "--start", "99"], "--start"),
-    (["render", "{audio}", "-o", "x.mp4", "--size", "65x64"], "even"),
-    (["render", "missing.wav", "-o", "x.mp4"], "missing.wav"),
-    (["render", "{audio}", "-o", "x.mp4", "--preset", "no-such-preset"], "no-such-preset"),
+# exit 2: the command line itself is wrong; 1: what it names does not work out
+@pytest.mark.parametrize("argv, message, code", [
+    (["render", "{audio}", "-o", "x.avi"], "MP4", 2),
+    (["render", "{audio}", "--still", "1", "-o", "x.mp4"], "PNG", 2),
+    (["render", "{audio}", "-o", "x.mp4", "--start", "99"], "--start", 1),
+    (["render", "{audio}", "-o", "x.mp4", "--size", "65x64"], "even", 1),
+    (["render", "missing.wav", "-o", "x.mp4"], "missing.wav", 1),
+    (["render", "{audio}", "-o", "x.mp4", "--preset", "no-such-preset"], "no-such-preset", 1),
 ])
-def test_bad_input_is_one_clear_error(material, tmp_path, capsys, argv, message):
+def test_bad_input_is_one_clear_error(material, tmp_path, capsys, argv, message, code):
     audio, _ = material
     argv = [a.replace("{audio}", str(audio)).replace("x.", str(tmp_path / "x.")) for a in argv]
-    assert main(argv) == 1
+    assert main(argv) == code
     err = capsys.readouterr().err
     assert "error" in err and message in err and "Traceback" not in err
 
@@ -200,25 +202,25 @@ def test_switching_flash_off_and_on_mid_render_is_deterministic_and_keeps_the_ch
     """An effect's on/off switch (replayed events) is applied in the running chain: the
     flash is gone at the first click and back at the second, the same on every render, and
     the chain is compiled once."""
-    from phosphene.live.controls import ControlEvent
-    from phosphene.render import headless
+    from phosphene.live.show.events import ControlEvent
+    from phosphene.render.chain import EffectChain
 
     audio, preset = material
     events = [ControlEvent(round(0.2 * SR), "/phosphene/effect/flash/enable", (0,), "osc"),
               ControlEvent(round(1.0 * SR), "/phosphene/effect/flash/enable", (1,), "osc")]
     built = []
-    original_init = headless.HeadlessRenderer.__init__
+    original_init = EffectChain.__init__
 
     def counting_init(self, *args, **kwargs):
         built.append(args)
         original_init(self, *args, **kwargs)
 
-    monkeypatch.setattr(headless.HeadlessRenderer, "__init__", counting_init)
+    monkeypatch.setattr(EffectChain, "__init__", counting_init)
 
     def render(**settings):
-        scene = scene_from_preset(str(preset), None)
-        scene.events = list(events)
-        job = OfflineRender(audio, scene, RenderSettings(size=SIZE, fps=FPS, progress=False,
+        source = source_from_preset(str(preset), None)
+        source.events = list(events)
+        job = OfflineRender(audio, source, RenderSettings(size=SIZE, fps=FPS, progress=False,
                                                          batch=1, **settings), generator=G)
         return [f.copy() for f in job.frames()]
 

@@ -18,9 +18,9 @@ import yaml
 from offline_material import BUSY_PRESET, FLASH_PRESET, SR, write_clicks
 from phosphene.cli import main
 from phosphene.errors import PhospheneError
-from phosphene.live.controls import ControlEvent
-from phosphene.live.recording import Recorder, read_recording
-from phosphene.live.show import PRESET_LOADED
+from phosphene.live.show.events import ControlEvent
+from phosphene.live.runtime.recording import Recorder, read_recording
+from phosphene.live.show.events import PRESET_LOADED
 
 
 def make_recorder(d: Path, **kwargs) -> Recorder:
@@ -75,8 +75,8 @@ def test_a_crashed_recording_still_reads(tmp_path):
     d = tmp_path / "crashed"
     code = f"""
 import os, numpy as np
-from phosphene.live.controls import ControlEvent
-from phosphene.live.recording import Recorder
+from phosphene.live.show.events import ControlEvent
+from phosphene.live.runtime.recording import Recorder
 rec = Recorder({str(d)!r}, {SR}, preset_text="x: 1", preset_name="p", model_source="m")
 for i in range(8):
     rec.write_audio(np.full(256, 0.25, np.float32))
@@ -115,11 +115,12 @@ def live_run(G, audio: Path, record_dir: Path):
     """What the live engine does, hop by hop, without sound card or window: blocks in; events
     queued as they "arrive" mid-hop, stamped with the engine's clock (the last hop processed),
     recorded, and drained at the start of the next hop -- a preset switch performed while
-    draining, the show's events applied by ``advance``. Returns the state after every hop."""
-    from phosphene.live.analyzer import Analyzer
-    from phosphene.live.analyzer_settings import AnalyzerSettings
-    from phosphene.live.presets import parse_preset
-    from phosphene.live.show import GeneratorFacts, Show
+    draining, the show's events applied through the routes. Returns the state after every hop."""
+    from phosphene.live.analysis.analyzer import Analyzer
+    from phosphene.live.analysis.settings import AnalyzerSettings
+    from phosphene.live.control import routes
+    from phosphene.live.show.presets import parse_preset
+    from phosphene.live.show.show import GeneratorFacts, Show
 
     preset = parse_preset(yaml.safe_load(BUSY_PRESET))
     other = parse_preset(yaml.safe_load(FLASH_PRESET))
@@ -162,7 +163,8 @@ def live_run(G, audio: Path, record_dir: Path):
         queue = [ControlEvent(show.sample_index, a, args) for t, a, args in arrivals
                  if i * hop < t <= (i + 1) * hop]
         rec.write_audio(chunk)
-        states.append(show.advance(analyzer.process(block), for_show))
+        routes.perform(for_show, show)
+        states.append(show.advance(analyzer.process(block)))
     rec.close()
     return states
 
@@ -177,9 +179,10 @@ def state_at(states, sample_index):
 
 
 def test_replay_reaches_the_same_values_at_the_same_times_and_the_same_frames(G, tmp_path):
-    from phosphene.live.generation import FrameGenerator
-    from phosphene.render.offline import (EffectStage, OfflineRender, RenderSettings,
-                                          frame_sample_index, scene_from_recording)
+    from phosphene.live.runtime.generation import FrameGenerator
+    from phosphene.live.runtime.offline import (EffectStage, OfflineRender, RenderSettings,
+                                                frame_sample_index)
+    from phosphene.live.runtime.session import source_from_recording
 
     audio = write_clicks(tmp_path / "in.wav", times=(0.3, 0.8, 1.3, 1.7), duration_s=2.0)
     live = live_run(G, audio, tmp_path / "set")
@@ -192,8 +195,8 @@ def test_replay_reaches_the_same_values_at_the_same_times_and_the_same_frames(G,
                           sf.read(audio, dtype="float32")[0])
 
     def replay(batch):
-        scene, path = scene_from_recording(tmp_path / "set", None)
-        return OfflineRender(path, scene, RenderSettings(size=(64, 64), fps=12, batch=batch,
+        source, path = source_from_recording(tmp_path / "set", None)
+        return OfflineRender(path, source, RenderSettings(size=(64, 64), fps=12, batch=batch,
                                                          progress=False), generator=G)
 
     job = replay(1)
@@ -215,14 +218,13 @@ def test_replay_reaches_the_same_values_at_the_same_times_and_the_same_frames(G,
 
     # frames: the live states at the video frames' times through the same generator and chain
     generator = FrameGenerator(G, "cpu", max_batch=1)
-    stage = EffectStage(64, 64, "letterbox")
+    stage = EffectStage(64, 64, "letterbox", SR)
     live_frames = []
     fps = job.fps
     try:
         for k in range(job.n_frames):
             s = frame_sample_index(k, 0, fps, SR)
             state = state_at(live, s)
-            live_frames += [f.copy() for f in stage.ensure(state)]
             out = stage.render(generator.generate(state.request), state, s / SR)
             if out is not None:
                 live_frames.append(out.copy())

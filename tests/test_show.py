@@ -1,5 +1,6 @@
-"""The shared per-frame core: Show (preset + frames + events -> states) and FrameGenerator
-(latent requests -> frames, with the director's noise), on a tiny random StyleGAN2."""
+"""The shared per-frame core: Show (preset + frames + events -> states, events applied through
+the routes) and FrameGenerator (latent requests -> frames, with the director's noise), on a tiny
+random StyleGAN2."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import torch
 import yaml
 
 from offline_material import BUSY_PRESET, FLASH_PRESET
-from phosphene.live.controls import ControlEvent
-from phosphene.live.features import FeatureFrame
-from phosphene.live.generation import FrameGenerator
-from phosphene.live.presets import parse_preset
-from phosphene.live.show import EventSchedule, GeneratorFacts, Show
+from phosphene.live.analysis.features import FeatureFrame
+from phosphene.live.control import routes
+from phosphene.live.runtime.generation import FrameGenerator
+from phosphene.live.show.events import ControlEvent, EventSchedule
+from phosphene.live.show.presets import parse_preset
+from phosphene.live.show.show import GeneratorFacts, Show
 from phosphene.models.stylegan2 import Generator, GeneratorConfig
 
 SR = 48000
@@ -48,7 +50,11 @@ def frames(n=200):
 def run(G, events=()):
     show = Show(parse_preset(yaml.safe_load(BUSY_PRESET)), GeneratorFacts.from_generator(G), SR)
     schedule = EventSchedule(events)
-    return [show.advance(f, schedule.due(f.sample_index)) for f in frames()]
+    states = []
+    for f in frames():
+        routes.perform(schedule.due(f.sample_index), show)
+        states.append(show.advance(f))
+    return states
 
 
 def test_same_inputs_give_the_same_states_and_events_change_them(G):
@@ -79,11 +85,59 @@ def test_state_is_read_only_and_carries_the_effect_chain(G):
     assert dict(state.effects_enabled) == {"feedback": True, "flash": True}
 
 
-def test_caller_events_are_left_to_the_caller(G):
+class RecordingActions:
+    """The engine's side of the ``action`` routes, as a list of what was asked for."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args: self.calls.append((name, *args))
+
+
+def test_routes_send_picture_events_to_the_show_and_the_rest_to_the_actions(G):
     show = Show(parse_preset(yaml.safe_load(BUSY_PRESET)), GeneratorFacts.from_generator(G), SR)
-    assert show.apply_event(ControlEvent(0, "/phosphene/param/psi", (1.0,)))
-    for address in ("/phosphene/preset/load", "/phosphene/clip/play", "/phosphene/status"):
-        assert not show.apply_event(ControlEvent(0, address, ("x",)))
+    actions = RecordingActions()
+    events = [ControlEvent(0, "/phosphene/param/psi", (1.0,)),
+              ControlEvent(0, "/phosphene/preset/load", ("other",)),
+              ControlEvent(0, "/phosphene/clip/play", ("intro", 0.5)),
+              ControlEvent(0, "/phosphene/status", ()),
+              ControlEvent(0, "/phosphene/no/such/address", ())]
+    routes.perform(events, show, actions)
+    assert show.controls.params.target("psi") == 1.0
+    assert actions.calls == [("load_preset", "other"), ("play_clip", "intro", 0.5, 0)]
+    # offline (no actions) the same events only change the picture
+    other = Show(parse_preset(yaml.safe_load(BUSY_PRESET)), GeneratorFacts.from_generator(G), SR)
+    routes.perform(events, other)
+    assert other.controls.params.target("psi") == 1.0
+
+
+def test_every_route_has_a_handler_unless_the_server_answers_it():
+    for route in routes.NAMESPACE + routes.RECORDED:
+        assert (route.handler is None) == (route.scope == "reply"), route.pattern
+        assert route.scope in ("show", "action", "replay", "reply")
+
+
+def test_keyframe_tempo_and_mode_events_through_the_routes(G):
+    show = Show(parse_preset(yaml.safe_load(BUSY_PRESET)), GeneratorFacts.from_generator(G), SR)
+    n = len(show.director.keyframes)
+    quiet = [FeatureFrame.silent(i * HOP, SR) for i in range(1, 41)]   # no onset steps
+    routes.perform([ControlEvent(0, "/phosphene/keyframe/goto", (2,))], show)
+    for f in quiet[:20]:
+        show.advance(f)
+    assert show.state().request.keyframe == 2
+    routes.perform([ControlEvent(0, "/phosphene/keyframe/next", ())], show)
+    for f in quiet[20:]:
+        show.advance(f)
+    assert show.state().request.keyframe == 3 % n
+    routes.perform([ControlEvent(0, "/phosphene/keyframe/capture", ())], show)
+    assert len(show.director.keyframes) == n + 1
+    routes.perform([ControlEvent(0, "/phosphene/mode/drift", (0.7,)),
+                    ControlEvent(0, "/phosphene/effect/flash/enable", (0,))], show)
+    assert show.controls.params.target("mode.drift") == 0.7
+    assert show.controls.effects_enabled["flash"] is False
+    routes.perform([ControlEvent(i * SR // 2, "/phosphene/tempo/tap", ()) for i in range(3)], show)
+    assert show.controls.params.get("tempo_bpm") == pytest.approx(120.0)
 
 
 def test_switch_preset_crossfades_the_latents_and_switches_effects_at_once(G):

@@ -3,7 +3,8 @@ manifest with full provenance, and the analyzer's feature timeline beside every 
 
 The live engine uses the small read API (``Bank(path)``, ``.names()``, ``.get(name)``,
 ``.load_audio(name)``, ``.load_features(name)``); pregeneration and ``phosphene bank import``
-use ``.add(...)``.
+use ``.add(...)`` on a ``Bank(path, compute_timeline=...)`` given the live analyzer's
+``phosphene.live.analysis.clip_timeline.compute_timeline`` (models never import live).
 """
 
 from phosphene.models.bank.names import BankNameError, validate_name, name_from_filename

@@ -5,7 +5,8 @@ Layout of a bank folder::
     bank.json                  manifest: {"format": 1, "sample_rate": 48000, "clips": [...]}
     <name>.flac                the clip (24-bit FLAC at the bank rate, loudness-normalised)
     <name>.json                sidecar: the clip's own manifest entry (makes rebuilds lossless)
-    <name>.features.npz        the analyzer's feature timeline (see ``timeline.py``)
+    <name>.features.npz        the analyzer's feature timeline (see ``timeline.py``), written
+                               when the bank was given a ``compute_timeline`` function
     bank.lock                  advisory lock held while the manifest is read-modify-written
 
 Every file is written atomically (temp + rename). A clip is added in the order audio,
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from phosphene.errors import PhospheneError
 from phosphene.models.bank import atomic
 from phosphene.models.bank.names import validate_name
+from phosphene.models.bank.timeline import ComputeTimeline
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +87,23 @@ def _utc_now() -> str:
 
 class Bank:
     """A clip bank folder. Cheap to construct; reads the manifest on each query so several
-    processes (a pregeneration run, the live engine) see each other's additions."""
+    processes (a pregeneration run, the live engine) see each other's additions.
 
-    def __init__(self, path: str | Path, sample_rate: int | None = None, create: bool = False):
+    ``compute_timeline(samples, sample_rate) -> {field: array}`` computes a clip's feature
+    timeline when ``add`` writes it; writers (pregeneration, ``bank import``) pass
+    ``phosphene.live.analysis.clip_timeline.compute_timeline`` (the bank never imports the live
+    side). Without it, clips are added with no timeline (``features`` None); readers need none.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int | None = None, create: bool = False,
+                 *, compute_timeline: ComputeTimeline | None = None):
         self.path = Path(path)
         if create:
             self.path.mkdir(parents=True, exist_ok=True)
         elif not self.path.is_dir():
             raise BankError(f"bank folder {self.path} does not exist")
         self._requested_rate = sample_rate
+        self._compute_timeline = compute_timeline
 
     # -- reading (what the engine uses) ------------------------------------------------------
 
@@ -143,10 +153,11 @@ class Bank:
             tags: list[str] | None = None, overwrite: bool = False,
             target_lufs: float | None = None) -> BankEntry:
         """Resample ``samples`` (frames[, channels]) to the bank rate, normalise loudness,
-        compute the feature timeline, and write the clip atomically. Returns its entry."""
+        compute the feature timeline (with the bank's ``compute_timeline``, if it has one), and
+        write the clip atomically. Returns its entry."""
         import soundfile
         from phosphene.models.bank import loudness
-        from phosphene.models.bank.timeline import timeline_bytes
+        from phosphene.models.bank.timeline import npz_bytes
 
         validate_name(name)
         x = np.asarray(samples, dtype=np.float32)
@@ -176,8 +187,8 @@ class Bank:
                                             format="FLAC"),
                 suffix=AUDIO_SUFFIX)
             features_file = None
-            npz = timeline_bytes(result.samples, rate)
-            if npz is not None:
+            if self._compute_timeline is not None:
+                npz = npz_bytes(self._compute_timeline(result.samples, rate))
                 features_file = name + FEATURES_SUFFIX
                 atomic.write_bytes_atomic(self.path / features_file, npz)
             entry = BankEntry(

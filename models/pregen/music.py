@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from phosphene.errors import PhospheneError
-from phosphene.models.pregen.device import pick_device
+from phosphene.models.device import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def generate_jukebox(request: MusicRequest, work_dir: Path) -> tuple[np.ndarray,
     from phosphene.models.bank.loudness import resample
     from phosphene.models.pregen import jukebox_sampling as js
 
-    device = pick_device(request.device)
+    device = str(pick_device(request.device, allow_mps=False))
     model, tokenizer = load_jukebox(request.model, device)
     rate = int(model.config.sampling_rate)
     artist = validate_choice("artist", request.artist, tokenizer.artists_encoder,

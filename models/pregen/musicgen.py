@@ -40,11 +40,11 @@ def generate_musicgen(request) -> tuple[np.ndarray, int, dict]:
     import torch
     from transformers import AutoTokenizer, MusicgenForConditionalGeneration
 
-    from phosphene.models.pregen.device import pick_device
+    from phosphene.models.device import pick_device
 
     if not request.prompt:
         raise PhospheneError("--backend musicgen needs --prompt \"...\"")
-    device = pick_device(request.device)
+    device = str(pick_device(request.device, allow_mps=False))
     path = Path(request.model).expanduser()
     source = str(path) if path.is_dir() else request.model
     try:

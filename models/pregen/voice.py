@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from phosphene.errors import PhospheneError
-from phosphene.models.pregen.device import pick_device
+from phosphene.models.device import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def synthesize(request: VoiceRequest, progress: bool = True) -> tuple[np.ndarray
     if not request.speaker_wavs:
         raise PhospheneError("give at least one --speaker-wav recording of the voice to clone")
     model_dir = resolve_model_dir(request.model)
-    device = pick_device(request.device)
+    device = str(pick_device(request.device, allow_mps=False))
     with tempfile.TemporaryDirectory(prefix="phosphene-voice-") as tmp:
         tmp = Path(tmp)
         checkpoint, config_path = localised_config(model_dir, tmp)

@@ -1,7 +1,8 @@
 """Opt-in compiled synthesis for live use: one fixed batch size, the latest ws in, a frame out.
 
-``compile_for_live(G)`` returns a :class:`LiveSynthesis` whose ``__call__(ws)`` renders like
-``G.synthesis(ws, noise_mode=...)``. It tries ``torch.compile`` -- on CUDA with
+``compile_for_live(G)`` returns a :class:`LiveSynthesis` whose ``__call__(ws, noise_mode=...)``
+renders like ``G.synthesis(ws, noise_mode=...)`` (the live engine's ``FrameGenerator`` uses it in
+place of ``G.synthesis`` with ``phosphene live --compile`` or a preset's ``generator.compile``). It tries ``torch.compile`` -- on CUDA with
 ``mode="reduce-overhead"``, which captures the whole network in a CUDA graph so a batch-1 frame
 costs one graph launch instead of ~100 kernel launches -- warms it up, checks the compiled
 output against eager on the same ws, and falls back to eager (logging why) when compilation is
@@ -33,14 +34,26 @@ class LiveSynthesis:
         self.reason = "eager"
         self._fn = self._eager
 
-    def _eager(self, ws: torch.Tensor) -> torch.Tensor:
-        return self.G.synthesis(ws, noise_mode=self.noise_mode, force_fp32=self.force_fp32)
+    def _eager(self, ws: torch.Tensor, noise_mode: str | None = None) -> torch.Tensor:
+        return self.G.synthesis(ws, noise_mode=noise_mode or self.noise_mode,
+                                force_fp32=self.force_fp32)
 
-    def __call__(self, ws: torch.Tensor) -> torch.Tensor:
-        """``ws [batch_size, num_ws, w_dim]`` -> image; the result may be overwritten by the next
-        call on CUDA graphs, so copy it if it must outlive the next frame."""
+    def __call__(self, ws: torch.Tensor, noise_mode: str | None = None,
+                 force_fp32: bool | None = None) -> torch.Tensor:
+        """``ws [batch_size, num_ws, w_dim]`` -> image, called like ``G.synthesis`` (so a
+        ``FrameGenerator`` can use it as its synthesis). Another ``noise_mode`` is compiled on
+        first use (one graph per mode); another batch size or ``force_fp32`` runs eager. The
+        result of a CUDA graph is a copy: the graph's own output is overwritten by the next
+        call, and a live frame stays on screen longer than that."""
+        if (force_fp32 is not None and force_fp32 != self.force_fp32) \
+                or ws.shape[0] != self.batch_size:
+            with torch.inference_mode():
+                return self.G.synthesis(ws, noise_mode=noise_mode or self.noise_mode,
+                                        force_fp32=self.force_fp32 if force_fp32 is None
+                                        else force_fp32)
         with torch.inference_mode():
-            return self._fn(ws)
+            out = self._fn(ws, noise_mode or self.noise_mode)
+        return out.clone() if self.compiled and out.is_cuda else out
 
 
 def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const",

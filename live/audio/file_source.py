@@ -1,0 +1,49 @@
+"""Audio files as a block source: the same hop-sized mono blocks a live input delivers.
+
+The file is read by ``phosphene.audio_file.load_audio`` (libsndfile, or FFmpeg for MP3, AAC, a
+video's audio track). Blocks come as fast as the consumer takes them (offline analysis,
+rendering) or paced to the wall clock (``realtime=True``, for rehearsing a set from a
+recording).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from phosphene.audio_file import load_audio, to_mono   # the one audio-file loader
+
+
+class FileSource:
+    """Hop-sized mono blocks from a file: the offline twin of ``AudioIn``."""
+
+    def __init__(self, path: str | Path, channel: int | None = None):
+        audio = load_audio(path)
+        self.path = audio.path
+        self.sample_rate = audio.sample_rate
+        self.channels = audio.samples.shape[1]
+        self.mono = to_mono(audio.samples, channel)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.mono) / self.sample_rate
+
+    def blocks(self, hop_length: int, realtime: bool = False) -> Iterator[np.ndarray]:
+        """Yield consecutive blocks of ``hop_length`` samples; the last one is zero-padded.
+        With ``realtime``, each block is released no earlier than it would arrive live."""
+        x = self.mono
+        n_blocks = -(-len(x) // hop_length)
+        start = time.monotonic()
+        for k in range(n_blocks):
+            block = x[k * hop_length:(k + 1) * hop_length]
+            if len(block) < hop_length:
+                block = np.concatenate([block, np.zeros(hop_length - len(block), np.float32)])
+            if realtime:
+                due = start + (k + 1) * hop_length / self.sample_rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            yield block

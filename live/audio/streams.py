@@ -1,0 +1,338 @@
+"""Live audio input and output on PortAudio (sounddevice), built for a show that must not stop.
+
+The PortAudio callback runs on the audio thread and does only this: copy samples between the
+device buffer and a preallocated ``RingBuffer``, bump counters, return. No buffer allocation,
+no lock, no logging, nothing whose cost grows — the JUCE ``processBlock`` rule. Everything else
+happens on other threads:
+
+- the consumer (analyzer / engine) reads hop-sized blocks from the input ring, or pushes mixed
+  blocks into the output ring;
+- a supervisor thread watches the stream. When the device goes away (an interface unplugged,
+  the sound server's sink removed) the callbacks stop: it logs once, closes the stream, and tries
+  to reopen the same device every ``retry_interval_s``. Meanwhile ``AudioIn`` hands out silence
+  at the real-time rate, so the sample clock and the visuals keep going; when the device returns
+  the real samples resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from phosphene.errors import PhospheneError
+from phosphene.live.audio import devices
+from phosphene.live.audio.ringbuffer import RingBuffer
+
+log = logging.getLogger(__name__)
+
+
+class _SupervisedStream:
+    """Open/close/watch/reopen logic shared by input and output."""
+
+    kind = "input"
+
+    def __init__(self, device: int | str | None, samplerate: float | None, blocksize: int,
+                 latency: str | float, channels: int | None, buffer_s: float,
+                 retry_interval_s: float, stall_timeout_s: float):
+        if blocksize < 0:
+            raise PhospheneError(f"block size must be >= 0 frames, got {blocksize}")
+        self.device_spec = device
+        self.blocksize = int(blocksize)
+        self.latency = latency
+        self.retry_interval_s = retry_interval_s
+        self.stall_timeout_s = stall_timeout_s
+        # Some back ends (PulseAudio's ALSA plugin at low latency) pause for a second or two
+        # right after opening; a stall in that window is not a loss.
+        self.start_timeout_s = max(stall_timeout_s, 5.0)
+        info = devices.find_device(device, self.kind)
+        self.device_name = info.name
+        self.samplerate = int(samplerate or info.default_samplerate)
+        available = info.max_input_channels if self.kind == "input" else info.max_output_channels
+        self.channels = int(channels or min(2, available))
+        if not 1 <= self.channels <= available:
+            raise PhospheneError(f"audio {self.kind} device {info.name!r} has {available} "
+                                 f"channel(s); {self.channels} requested")
+        self._buffer_frames = max(int(buffer_s * self.samplerate), 4 * max(self.blocksize, 256))
+        self._stream = None
+        self._lock = threading.Lock()       # guards open/close; never taken by the callback
+        self._stop = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self.lost = False                   # True while the device is gone
+        self.losses = 0                     # times the device went away
+        self.reconnects = 0                 # times it came back
+        self.status_flags = 0               # callbacks that reported an xrun/status
+        self._callbacks = 0                 # callbacks served (the supervisor's heartbeat)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self):
+        with self._lock:
+            self._open()
+        self._stop.clear()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True,
+                                            name=f"phosphene-audio-{self.kind}-supervisor")
+        self._supervisor.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5.0)
+            self._supervisor = None
+        with self._lock:
+            self._close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def wait_running(self, timeout: float = 10.0) -> bool:
+        """Wait until the device has delivered (or taken) its first block."""
+        deadline = time.monotonic() + timeout
+        start = self._callbacks
+        while self._callbacks == start and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self._callbacks != start
+
+    def stats(self) -> dict:
+        return {"device": self.device_name, "samplerate": self.samplerate,
+                "overflows": self._ring.overflows, "status_flags": self.status_flags,
+                "losses": self.losses, "reconnects": self.reconnects, "lost": self.lost}
+
+    # -- stream handling (supervisor thread or start/stop, under _lock) ------------------------
+    def _make_stream(self, index: int):
+        raise NotImplementedError
+
+    def _open(self) -> None:
+        try:
+            info = devices.find_device(self.device_spec, self.kind)
+        except PhospheneError:
+            # maybe it came back under a new index: PortAudio only sees it after a rescan
+            if not devices.rescan():
+                raise
+            info = devices.find_device(self.device_spec, self.kind)
+        stream = self._make_stream(info.index)
+        devices.note_stream_opened()
+        try:
+            stream.start()
+        except Exception:
+            stream.close(ignore_errors=True)
+            devices.note_stream_closed()
+            raise
+        self._stream = stream
+        self.device_name = info.name
+
+    def _close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        try:
+            stream.abort(ignore_errors=True)
+            stream.close(ignore_errors=True)
+        except Exception:  # noqa: BLE001 - a dead device may refuse even to close
+            log.debug("closing the lost %s stream failed", self.kind, exc_info=True)
+        devices.note_stream_closed()
+
+    def _supervise(self) -> None:
+        last_count, last_progress = self._callbacks, time.monotonic()
+        next_retry = 0.0
+        opened_at = time.monotonic()  # a freshly opened stream may take a while to get going
+        while not self._stop.wait(0.1):
+            now = time.monotonic()
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                if self._stream is not None:
+                    if self._callbacks != last_count:
+                        last_count, last_progress = self._callbacks, now
+                        continue
+                    starting = now - opened_at < self.start_timeout_s
+                    timeout = self.start_timeout_s if starting else self.stall_timeout_s
+                    if self._stream.active and now - last_progress < timeout:
+                        continue
+                    # no callbacks: the device is gone (or hung) — go to silence, retry
+                    log.warning("audio %s %r lost; continuing with silence and retrying every "
+                                "%.0f s", self.kind, self.device_name, self.retry_interval_s)
+                    self._close()
+                    self._on_lost()
+                    self.lost = True
+                    self.losses += 1
+                    next_retry = now + self.retry_interval_s
+                elif now >= next_retry:
+                    try:
+                        self._open()
+                    except Exception as exc:  # noqa: BLE001 - still gone; try again later
+                        log.debug("reopening audio %s failed: %s", self.kind, exc)
+                        next_retry = now + self.retry_interval_s
+                        continue
+                    log.info("audio %s %r is back", self.kind, self.device_name)
+                    last_count, last_progress = self._callbacks, now
+                    opened_at = now
+                    self.reconnects += 1
+                    self.lost = False
+
+    def _on_lost(self) -> None:
+        pass
+
+
+class AudioIn(_SupervisedStream):
+    """Input stream delivering mono hop-sized blocks: the mean of the opened channels, or one
+    chosen ``channel`` (0-based)."""
+
+    kind = "input"
+
+    def __init__(self, device: int | str | None = None, samplerate: float | None = None,
+                 blocksize: int = 256, channel: int | None = None, channels: int | None = None,
+                 latency: str | float = "low", buffer_s: float = 2.0,
+                 retry_interval_s: float = 1.0, stall_timeout_s: float = 1.0):
+        if channel is not None and channel < 0:
+            raise PhospheneError(f"input channel must be >= 0, got {channel}")
+        if channel is not None and channels is None:
+            channels = channel + 1
+        super().__init__(device, samplerate, blocksize, latency, channels, buffer_s,
+                         retry_interval_s, stall_timeout_s)
+        if channel is not None and channel >= self.channels:
+            raise PhospheneError(f"input channel {channel} does not exist on "
+                                 f"{self.device_name!r} ({self.channels} channels opened)")
+        self.channel = channel
+        self._ring = RingBuffer(self._buffer_frames)
+        self._mix = np.zeros(max(self.blocksize, 8192), dtype=np.float32)
+        self._inv_channels = np.float32(1.0 / self.channels)
+        self.samples_delivered = 0   # the sample clock: real samples and silence alike
+        self.silent_blocks = 0       # blocks of silence handed out while the device was lost
+        self._silence_due = 0.0
+
+    def _make_stream(self, index: int):
+        import sounddevice as sd
+
+        return sd.InputStream(device=index, samplerate=self.samplerate, blocksize=self.blocksize,
+                              channels=self.channels, dtype="float32", latency=self.latency,
+                              callback=self._callback)
+
+    # The audio thread. Copy, count, return.
+    def _callback(self, indata, frames, time_info, status) -> None:
+        if status:
+            self.status_flags += 1
+        if self.channel is not None:
+            self._ring.write(indata[:, self.channel])
+        elif self.channels == 1:
+            self._ring.write(indata[:, 0])
+        elif frames <= self._mix.shape[0]:
+            mix = self._mix[:frames]
+            np.sum(indata, axis=1, out=mix)
+            mix *= self._inv_channels
+            self._ring.write(mix)
+        else:
+            self._ring.overflows += 1
+        self._callbacks += 1
+
+    def _on_lost(self) -> None:
+        self._silence_due = time.monotonic()
+
+    def read(self, out: np.ndarray, timeout: float | None = None) -> bool:
+        """Fill ``out`` (mono float32) with the next ``len(out)`` samples. Waits for the device;
+        while it is lost, fills silence at the real-time rate. False on timeout or stop."""
+        n = out.shape[0]
+        hop_s = n / self.samplerate
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stop.is_set() or self._ring.available() >= n:
+            if self._ring.read_into(out):
+                self.samples_delivered += n
+                return True
+            if self.lost:
+                now = time.monotonic()
+                due = self._silence_due
+                if now >= due:
+                    self._silence_due = max(due, now - 0.5) + hop_s
+                    out[:] = 0.0
+                    self.samples_delivered += n
+                    self.silent_blocks += 1
+                    return True
+                time.sleep(min(due - now, hop_s))
+            else:
+                time.sleep(hop_s / 4.0)
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return False
+
+    def blocks(self, hop_length: int) -> Iterator[np.ndarray]:
+        """Hop-sized mono blocks until ``stop()``; each block is a new array."""
+        while True:
+            out = np.empty(hop_length, dtype=np.float32)
+            if not self.read(out, timeout=0.5):
+                if self._stop.is_set():
+                    return
+                continue
+            yield out
+
+    def drain(self) -> None:
+        """Drop what is buffered (e.g. after a pause) so the next block is fresh."""
+        self._ring.clear()
+
+
+class AudioOut(_SupervisedStream):
+    """Output stream fed through a ring buffer: the engine pushes mixed blocks with ``write``;
+    the callback plays what is there and pads with silence (counted in ``underflows`` when a
+    block ran short mid-play)."""
+
+    kind = "output"
+
+    def __init__(self, device: int | str | None = None, samplerate: float | None = None,
+                 blocksize: int = 256, channels: int | None = None,
+                 latency: str | float = "low", buffer_s: float = 1.0,
+                 retry_interval_s: float = 1.0, stall_timeout_s: float = 1.0):
+        super().__init__(device, samplerate, blocksize, latency, channels, buffer_s,
+                         retry_interval_s, stall_timeout_s)
+        self._ring = RingBuffer(self._buffer_frames, channels=self.channels)
+        self.underflows = 0
+
+    def _make_stream(self, index: int):
+        import sounddevice as sd
+
+        return sd.OutputStream(device=index, samplerate=self.samplerate,
+                               blocksize=self.blocksize, channels=self.channels, dtype="float32",
+                               latency=self.latency, callback=self._callback)
+
+    # The audio thread. Copy, pad, count, return.
+    def _callback(self, outdata, frames, time_info, status) -> None:
+        if status:
+            self.status_flags += 1
+        n = self._ring.read_available_into(outdata)
+        if n < frames:
+            outdata[n:] = 0.0
+            if n > 0:
+                self.underflows += 1
+        self._callbacks += 1
+
+    def _on_lost(self) -> None:
+        self._ring.clear()  # the callback is gone, so this thread may act as the consumer
+
+    def write(self, block: np.ndarray) -> int:
+        """Queue ``block`` — ``(frames,)`` mono (sent to every channel) or ``(frames,
+        channels)`` — without waiting. Returns frames queued: all, or 0 if it does not fit."""
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim == 1:
+            block = np.repeat(block[:, None], self.channels, axis=1)
+        if block.ndim != 2 or block.shape[1] != self.channels:
+            raise ValueError(f"output block must be (frames,) or (frames, {self.channels}), "
+                             f"got {block.shape}")
+        return self._ring.write(block)
+
+    def write_blocking(self, block: np.ndarray, timeout: float = 1.0) -> int:
+        """``write``, waiting up to ``timeout`` for room (not for the audio thread to use)."""
+        frames = block.shape[0]
+        deadline = time.monotonic() + timeout
+        while self._ring.free() < frames and time.monotonic() < deadline:
+            time.sleep(self.blocksize / self.samplerate / 2 or 0.002)
+        return self.write(block)
+
+    def queued_frames(self) -> int:
+        return self._ring.available()
+
+    def stats(self) -> dict:
+        return {**super().stats(), "underflows": self.underflows}

@@ -1,0 +1,288 @@
+"""MIDI input (mido on python-rtmidi): CC -> parameter, note -> trigger, and MIDI learn.
+
+MIDI speaks the same language as OSC: a CC bound to a parameter becomes the control event
+``/phosphene/param/<name> <value>`` (0..127 scaled onto the parameter's range), a note bound to a
+trigger becomes the OSC address and arguments the preset names (``/phosphene/keyframe/next``).
+So the engine has one event queue and one way to apply events.
+
+MIDI learn: ``arm_learn(name)`` (from ``/phosphene/midi/learn NAME`` or a key); the next CC
+binds to that parameter and ``on_learn`` is called with the binding, which the engine saves
+into the preset file with ``save_cc_binding`` (comments and the rest of the file preserved).
+
+``api`` picks rtmidi's backend: ``None`` = its default (ALSA on Linux), ``"jack"`` = JACK MIDI
+(what the tests use with ``jackd -d dummy``), ``"alsa"``, ``"coremidi"``, ``"winmm"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from phosphene.errors import PhospheneError
+from phosphene.live.show.events import ControlEvent
+from phosphene.live.control.routes import NamespaceContext, Rejected, validate
+
+log = logging.getLogger(__name__)
+
+_APIS = {"jack": "UNIX_JACK", "alsa": "LINUX_ALSA", "coremidi": "MACOSX_CORE",
+         "winmm": "WINDOWS_MM"}
+
+
+def midi_backend(api: str | None = None):
+    """The mido backend for rtmidi's ``api`` (see the module docstring)."""
+    import mido
+
+    if api is None:
+        return mido.Backend("mido.backends.rtmidi")
+    try:
+        return mido.Backend(f"mido.backends.rtmidi/{_APIS[api]}")
+    except KeyError:
+        raise PhospheneError(f"unknown MIDI API {api!r}; allowed: {', '.join(_APIS)}") from None
+
+
+@contextlib.contextmanager
+def _quiet_probe():
+    """Probe MIDI systems without their C libraries' chatter and without side effects.
+
+    ALSA and JACK print to the process's stderr (file descriptor 2) when their system is
+    absent, and libjack would try to start a JACK server just to list ports; a listing should
+    do neither.
+    """
+    saved_env = os.environ.get("JACK_NO_START_SERVER")
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
+        os.close(devnull)
+        if saved_env is None:
+            os.environ.pop("JACK_NO_START_SERVER", None)
+        else:
+            os.environ["JACK_NO_START_SERVER"] = saved_env
+
+
+def list_midi_ports(api: str | None = None) -> list[str]:
+    """Names of the MIDI input ports (for ``phosphene devices``); empty when none or when the
+    MIDI system is not running (no ALSA sequencer, no JACK server)."""
+    backend = midi_backend(api)
+    try:
+        with _quiet_probe():
+            return list(backend.get_input_names())
+    except PhospheneError:
+        raise
+    except Exception as exc:    # noqa: BLE001 - rtmidi raises its own SystemError subclasses
+        log.debug("MIDI ports unavailable (%s): %s", api or "default", exc)
+        return []
+
+
+@dataclass(frozen=True)
+class CCBinding:
+    control: int
+    target: str
+    channel: int | None = None          # None = any channel
+
+    def matches(self, channel: int, control: int) -> bool:
+        return self.control == control and (self.channel is None or self.channel == channel)
+
+
+@dataclass(frozen=True)
+class NoteBinding:
+    note: int
+    address: str
+    args: tuple[Any, ...] = ()
+    channel: int | None = None
+
+    def matches(self, channel: int, note: int) -> bool:
+        return self.note == note and (self.channel is None or self.channel == channel)
+
+
+class MidiRouter:
+    """Turns MIDI messages into control events using a preset's bindings; thread-safe."""
+
+    def __init__(self, cc: "list[CCBinding]", notes: "list[NoteBinding]",
+                 context: Callable[[], NamespaceContext],
+                 on_learn: Callable[[CCBinding], None] | None = None):
+        self._lock = threading.Lock()
+        self.cc, self.notes = list(cc), list(notes)
+        self.context, self.on_learn = context, on_learn
+        self._learn_target: str | None = None
+        self.accepted = 0
+        self.ignored = 0
+
+    @classmethod
+    def from_preset(cls, preset, context, on_learn=None) -> "MidiRouter":
+        cc = [CCBinding(m.control, m.target, m.channel) for m in preset.midi.cc]
+        notes = [NoteBinding(n.note, n.address, tuple(n.args), n.channel) for n in preset.midi.notes]
+        return cls(cc, notes, context, on_learn)
+
+    def arm_learn(self, target: str) -> None:
+        if target not in self.context().parameters:
+            raise PhospheneError(f"MIDI learn: unknown parameter {target!r}")
+        with self._lock:
+            self._learn_target = target
+        log.info("MIDI learn armed for %s: move a control", target)
+
+    def cancel_learn(self) -> None:
+        with self._lock:
+            self._learn_target = None
+
+    @property
+    def learning(self) -> str | None:
+        return self._learn_target
+
+    def route(self, message, sample_index: int) -> list[ControlEvent]:
+        """The control events one MIDI message causes (none for unbound messages)."""
+        kind = getattr(message, "type", None)
+        if kind == "control_change":
+            return self._route_cc(message.channel, message.control, message.value, sample_index)
+        if kind == "note_on" and message.velocity > 0:
+            return self._route_note(message.channel, message.note, sample_index)
+        self.ignored += 1
+        return []
+
+    def _route_cc(self, channel: int, control: int, value: int, sample_index: int) -> list[ControlEvent]:
+        learned = None
+        with self._lock:
+            if self._learn_target is not None:
+                learned = CCBinding(control, self._learn_target, channel)
+                self._learn_target = None
+                self.cc = [b for b in self.cc if not (b.control == control and b.channel in (None, channel))]
+                self.cc.append(learned)
+            bindings = [b for b in self.cc if b.matches(channel, control)]
+        if learned is not None and self.on_learn is not None:
+            try:
+                self.on_learn(learned)
+            except Exception:   # noqa: BLE001 - saving failed; the binding still works live
+                log.exception("MIDI learn: could not save the binding")
+        params = self.context().parameters
+        events = []
+        for b in bindings:
+            spec = params.get(b.target)
+            if spec is None:
+                continue
+            scaled = spec.minimum + (value / 127.0) * (spec.maximum - spec.minimum)
+            events.append(ControlEvent(sample_index, f"/phosphene/param/{b.target}", (scaled,), "midi"))
+        self.accepted += bool(events)
+        self.ignored += not events
+        return events
+
+    def _route_note(self, channel: int, note: int, sample_index: int) -> list[ControlEvent]:
+        with self._lock:
+            bindings = [b for b in self.notes if b.matches(channel, note)]
+        events = []
+        for b in bindings:
+            try:    # the preset's trigger goes through the same validation as OSC
+                _, args = validate(b.address, list(b.args), self.context())
+            except Rejected as exc:
+                log.warning("MIDI note %d: %s", note, exc)
+                continue
+            events.append(ControlEvent(sample_index, b.address, args, "midi"))
+        self.accepted += bool(events)
+        self.ignored += not events
+        return events
+
+
+class MidiInput:
+    """Open MIDI input ports (one name, or ``"all"``) and feed routed events into a queue."""
+
+    def __init__(self, router: MidiRouter, port: str = "all", *, api: str | None = None,
+                 clock: Callable[[], int] = lambda: 0,
+                 events: "queue.Queue[ControlEvent] | None" = None):
+        self.router, self.port_spec, self.api, self.clock = router, port, api, clock
+        self.events: queue.Queue[ControlEvent] = events if events is not None else queue.Queue()
+        self.ports: list = []
+
+    def open(self) -> "MidiInput":
+        backend = midi_backend(self.api)
+        try:
+            names = backend.get_input_names()
+        except Exception as exc:   # noqa: BLE001
+            raise PhospheneError(f"MIDI is not available ({self.api or 'default API'}): {exc}") from None
+        if self.port_spec == "all":
+            chosen = list(names)
+        elif self.port_spec in names:
+            chosen = [self.port_spec]
+        else:
+            raise PhospheneError(f"MIDI input {self.port_spec!r} not found; available: "
+                                 f"{', '.join(names) or 'none'} (or 'all')")
+        self._incoming: queue.Queue = queue.Queue()
+        self._worker = threading.Thread(target=self._route_loop, name="phosphene-midi", daemon=True)
+        self._worker.start()
+        for name in chosen:
+            self.ports.append(backend.open_input(name, callback=self._on_message))
+        log.info("MIDI listening on: %s", ", ".join(chosen) or "no ports")
+        return self
+
+    def _on_message(self, message) -> None:
+        # rtmidi's thread: stamp, hand over and return at once. A slow callback (MIDI learn
+        # writing the preset) made rtmidi's JACK input deliver the previous message again.
+        self._incoming.put((message.copy(), int(self.clock())))
+
+    def _route_loop(self) -> None:
+        while True:
+            item = self._incoming.get()
+            if item is None:
+                return
+            message, sample_index = item
+            try:
+                for event in self.router.route(message, sample_index):
+                    self.events.put(event)
+            except Exception:   # noqa: BLE001 - an odd message must not stop MIDI
+                log.exception("MIDI message %r dropped", message)
+
+    def close(self) -> None:
+        for port in self.ports:
+            port.close()
+        self.ports = []
+        if getattr(self, "_worker", None) is not None:
+            self._incoming.put(None)
+            self._worker.join(timeout=5)
+            self._worker = None
+
+    def __enter__(self) -> "MidiInput":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def save_cc_binding(preset_path: str | Path, binding: CCBinding) -> None:
+    """Write a learned CC binding into the preset file's ``midi.cc`` list, keeping comments,
+    key order and everything else (ruamel.yaml round trip), atomically."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    path = Path(preset_path)
+    yaml = YAML()      # round-trip mode
+    data = yaml.load(path.read_text(encoding="utf-8"))
+    midi = data.get("midi")
+    if midi is None:
+        midi = data["midi"] = CommentedMap()
+    cc = midi.get("cc")
+    if cc is None:
+        cc = midi["cc"] = CommentedSeq()
+    keep = [e for e in cc if not (e.get("control") == binding.control
+                                  and e.get("channel") in (None, binding.channel))]
+    entry = CommentedMap()
+    entry["control"] = binding.control
+    if binding.channel is not None:
+        entry["channel"] = binding.channel
+    entry["target"] = binding.target
+    entry.fa.set_flow_style()
+    cc[:] = keep + [entry]
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        yaml.dump(data, f)
+    tmp.replace(path)

@@ -1,0 +1,354 @@
+"""The routes: every address phosphene understands, with what it does, in one table.
+
+This table is the only place an address is declared, parsed and dispatched: the OSC server and
+MIDI notes validate against it (``validate``), ``phosphene osc --list`` prints it, the README's
+table is generated from it (a test keeps them in step), and every event — from OSC, MIDI, keys,
+the web page or a replayed recording — is applied through it (``perform``).
+
+Each route has a *scope* that says who carries it out:
+
+- ``show``: the picture's parameters (params, modes, effects, tempo, keyframes); the handler
+  calls one of the ``Show``'s operations. Deterministic: a replay does them again.
+- ``action``: what is loaded or played (presets, clips, MIDI learn); the handler calls the
+  running engine's ``Actions``. A replay has none: their outcome is in the recording (the
+  recorded audio holds the clips, ``preset/loaded`` the switch).
+- ``replay``: a recorded outcome (``preset/loaded``), carried out on the show where the action
+  was; never accepted from the network.
+- ``reply``: answered by the OSC server itself (``status``).
+
+Placeholders in patterns match one address segment and are checked against the running scene:
+``<name>`` a parameter, ``<mode>`` a latent mode, ``<effect>``/``<uniform>`` an effect parameter
+``"<effect>.<uniform>"`` of the current preset.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import functools
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+from phosphene.live.show.events import PRESET_LOADED, ControlEvent
+from phosphene.live.show.params import ParameterSpec
+
+log = logging.getLogger(__name__)
+
+# Names from the network are names: letters, digits, '_', '-', '.'; never '/', '\', '..' or a
+# leading '.', so nothing received can become a path outside the bank or presets folder.
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+
+
+def is_safe_name(text: str) -> bool:
+    return bool(_NAME_RE.match(text)) and ".." not in text
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    type: str                       # 'f' float, 'i' int, 's' name
+    minimum: float | None = None    # None: taken from the parameter the address names
+    maximum: float | None = None
+    optional: bool = False
+
+    def describe(self) -> str:
+        text = f"{self.name}:{self.type}"
+        if self.type == "s":
+            text += " (a name)" if self.name == "name" else ""
+        elif self.minimum is not None:
+            text += f" [{self.minimum:g}..{self.maximum:g}]"
+        else:
+            text += " [parameter range]"
+        return f"[{text}]" if self.optional else text
+
+
+class Actions(Protocol):
+    """What a running engine does for the ``action`` routes (``runtime/actions.py``)."""
+
+    def load_preset(self, name: str) -> None: ...
+    def step_preset(self, step: int) -> None: ...
+    def play_clip(self, name: str, gain: float, sample_index: int) -> None: ...
+    def stop_clip(self, name: str) -> None: ...
+    def stop_all_clips(self) -> None: ...
+    def learn_midi(self, parameter: str) -> None: ...
+    def cancel_midi_learn(self) -> None: ...
+
+
+# handler(target, bound placeholders, arguments, the event); the target is the Show for
+# ``show`` and ``replay`` routes, the Actions for ``action`` routes
+Handler = Callable[[Any, dict, tuple, ControlEvent], None]
+
+
+@dataclass(frozen=True)
+class Route:
+    pattern: str
+    args: tuple[Arg, ...] = ()
+    help: str = ""
+    scope: str = "show"                   # show | action | replay | reply (module doc)
+    handler: Handler | None = None
+
+    @property
+    def segments(self) -> list[str]:
+        return self.pattern.strip("/").split("/")
+
+    def signature(self) -> str:
+        return " ".join(a.describe() for a in self.args)
+
+
+P = "/phosphene"
+NAMESPACE: tuple[Route, ...] = (
+    Route(f"{P}/param/<name>", (Arg("value", "f"),), "set a parameter (smoothed), e.g. psi, noise, speed",
+          handler=lambda show, b, a, e: show.set_parameter(b["name"], float(a[0]))),
+    Route(f"{P}/mode/<mode>", (Arg("weight", "f", 0, 1),),
+          "weight of a latent mode: volume-blend, onset-step, drift, layer-split",
+          handler=lambda show, b, a, e: show.set_parameter(f"mode.{b['mode']}", float(a[0]))),
+    Route(f"{P}/effect/<effect>/enable", (Arg("on", "i", 0, 1),), "switch an effect of the chain on/off",
+          handler=lambda show, b, a, e: show.enable_effect(b["effect"], bool(int(a[0])))),
+    Route(f"{P}/effect/<effect>/<uniform>", (Arg("value", "f"),),
+          "set an effect parameter (the parameter \"<effect>.<uniform>\")",
+          handler=lambda show, b, a, e: show.set_parameter(f"{b['effect']}.{b['uniform']}",
+                                                           float(a[0]))),
+    Route(f"{P}/keyframe/next", (), "move to the next keyframe (eased)",
+          handler=lambda show, b, a, e: show.step_keyframe(+1)),
+    Route(f"{P}/keyframe/prev", (), "move to the previous keyframe (eased)",
+          handler=lambda show, b, a, e: show.step_keyframe(-1)),
+    Route(f"{P}/keyframe/goto", (Arg("index", "i", 0, 9999),), "move to keyframe INDEX (wraps around)",
+          handler=lambda show, b, a, e: show.goto_keyframe(int(a[0]))),
+    Route(f"{P}/keyframe/capture", (), "add the latent on screen as a new keyframe",
+          handler=lambda show, b, a, e: show.capture_keyframe()),
+    Route(f"{P}/tempo/tap", (), "tap tempo: two or more taps set the tempo",
+          handler=lambda show, b, a, e: show.tap_tempo(e.sample_index)),
+    Route(f"{P}/tempo/bpm", (Arg("bpm", "f", 0, 300),), "set the tempo; 0 follows the analyzer",
+          handler=lambda show, b, a, e: show.set_parameter("tempo_bpm", float(a[0]),
+                                                           immediate=True)),
+    Route(f"{P}/preset/load", (Arg("name", "s"),), "switch to a preset by name (crossfades)",
+          "action", lambda act, b, a, e: act.load_preset(str(a[0]))),
+    Route(f"{P}/preset/next", (), "switch to the next preset in the presets folder",
+          "action", lambda act, b, a, e: act.step_preset(+1)),
+    Route(f"{P}/preset/prev", (), "switch to the previous preset in the presets folder",
+          "action", lambda act, b, a, e: act.step_preset(-1)),
+    Route(f"{P}/clip/play", (Arg("name", "s"), Arg("gain", "f", 0, 4, optional=True)),
+          "play a clip from the bank, optionally with a gain",
+          "action", lambda act, b, a, e: act.play_clip(str(a[0]), float(a[1]) if len(a) > 1
+                                                       else 1.0, e.sample_index)),
+    Route(f"{P}/clip/stop", (Arg("name", "s"),), "stop a playing clip",
+          "action", lambda act, b, a, e: act.stop_clip(str(a[0]))),
+    Route(f"{P}/clip/stopall", (), "stop every clip",
+          "action", lambda act, b, a, e: act.stop_all_clips()),
+    Route(f"{P}/midi/learn", (Arg("name", "s"),),
+          "MIDI learn: the next CC received controls parameter NAME (saved into the preset)",
+          "action", lambda act, b, a, e: act.learn_midi(str(a[0]))),
+    Route(f"{P}/midi/cancel", (), "cancel a pending MIDI learn",
+          "action", lambda act, b, a, e: act.cancel_midi_learn()),
+    Route(f"{P}/status", (Arg("reply_port", "i", 1, 65535, optional=True),),
+          "reply /phosphene/status fps frame_ms generator_fps tempo_bpm preset to the sender "
+          "(or to REPLY_PORT on the sender's host)", "reply"),
+)
+
+# Routes that only a recording carries (written by the show, never accepted from the network).
+RECORDED: tuple[Route, ...] = (
+    Route(PRESET_LOADED, (Arg("name", "s"), Arg("yaml", "s"), Arg("crossfade_s", "f", 0, math.inf),
+                          Arg("base_dir", "s")),
+          "a preset switch as it happened, with the preset's full YAML", "replay",
+          lambda show, b, a, e: show.switch_to_recorded(*a)),
+)
+
+# Replies phosphene sends (documented with the namespace).
+REPLIES: tuple[Route, ...] = (
+    Route(f"{P}/status", (Arg("fps", "f", 0, math.inf), Arg("frame_ms", "f", 0, math.inf),
+                          Arg("generator_fps", "f", 0, math.inf), Arg("tempo_bpm", "f", 0, 300),
+                          Arg("preset", "s")), "answer to /phosphene/status"),
+    Route(f"{P}/error", (Arg("address", "s"), Arg("reason", "s")),
+          "answer to a rejected message: what was wrong"),
+)
+
+
+@dataclass
+class NamespaceContext:
+    """What the running scene offers; the server reads it from another thread, so the engine
+    replaces the whole object (an atomic assignment) rather than mutating it."""
+
+    parameters: Mapping[str, ParameterSpec] = field(default_factory=dict)
+    effects: frozenset[str] = frozenset()
+    modes: frozenset[str] = frozenset(("volume-blend", "onset-step", "drift", "layer-split"))
+
+
+class Rejected(Exception):
+    """A message that does not fit the namespace; ``str()`` says why."""
+
+
+def _match(route: Route, segments: list[str]) -> dict[str, str] | None:
+    pattern = route.segments
+    if len(pattern) != len(segments):
+        return None
+    bound: dict[str, str] = {}
+    for p, s in zip(pattern, segments):
+        if p.startswith("<") and p.endswith(">"):
+            if not s:
+                return None
+            bound[p[1:-1]] = s
+        elif p != s:
+            return None
+    return bound
+
+
+def _find(address: str, routes: tuple[Route, ...]) -> tuple[Route, dict[str, str]] | None:
+    segments = address.strip("/").split("/") if address.startswith("/") else []
+    for route in routes:
+        bound = _match(route, segments)
+        if bound is not None:
+            return route, bound
+    return None
+
+
+def find_route(address: str) -> tuple[Route, dict[str, str]] | None:
+    """The public route (one a control surface may send) for ``address``, and its bound
+    placeholders; None when there is none."""
+    return _find(address, NAMESPACE)
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolve(address: str) -> tuple[Route, tuple[tuple[str, str], ...]] | None:
+    found = _find(address, NAMESPACE + RECORDED)
+    return None if found is None else (found[0], tuple(found[1].items()))
+
+
+def perform(events: Iterable[ControlEvent], show: Any, actions: Actions | None = None,
+            on_error: Callable[[ControlEvent, Exception], None] | None = None) -> None:
+    """Carry out the events due before a hop, by the event rule (``show/events.py``): first
+    the ``action`` and ``replay`` events in order (a preset switch happens where it was asked
+    for), then the ``show`` events in order (so a parameter sent with a preset switch lands in
+    the new preset). ``actions=None`` (offline render, replay): actions are a record only.
+
+    Events were validated when they arrived; one that no longer fits (a preset switch took the
+    parameter away, an old recording) is dropped, the show goes on. An exception from an
+    action goes to ``on_error`` (the engine logs and counts it) and the rest still happen."""
+    later: list[tuple[Route, dict, ControlEvent]] = []
+    for event in events:
+        found = _resolve(event.address)
+        if found is None:
+            continue
+        route, bound = found[0], dict(found[1])
+        if route.scope == "show":
+            later.append((route, bound, event))
+        elif route.scope == "replay":
+            _call(route, show, bound, event, on_error)
+        elif route.scope == "action" and actions is not None:
+            _call(route, actions, bound, event, on_error)
+    for route, bound, event in later:
+        _call(route, show, bound, event, on_error)
+
+
+def _call(route: Route, target: Any, bound: dict, event: ControlEvent,
+          on_error: Callable[[ControlEvent, Exception], None] | None) -> None:
+    try:
+        route.handler(target, bound, tuple(event.args), event)
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        if route.scope == "action" and on_error is not None:
+            on_error(event, exc)
+        # a stale show event is dropped: validated upstream, the show goes on
+    except Exception as exc:  # noqa: BLE001 - one bad event must not stop the show
+        if on_error is None:
+            raise
+        on_error(event, exc)
+
+
+def param_address(name: str) -> str:
+    """The address that sets parameter ``name`` (MIDI CCs and the web page use it)."""
+    return f"{P}/param/{name}"
+
+
+def validate(address: str, args: "list[Any] | tuple[Any, ...]",
+             context: NamespaceContext) -> tuple[Route, tuple[Any, ...]]:
+    """Check one message against the namespace and the scene; returns the route and the
+    arguments converted to their declared types, or raises ``Rejected`` saying why."""
+    found = find_route(address)
+    if found is None:
+        raise Rejected(f"unknown address {address!r}; see `phosphene osc --list`")
+    route, bound = found
+    param_spec: ParameterSpec | None = None
+    if "name" in bound and route.pattern.endswith("/param/<name>"):
+        param_spec = context.parameters.get(bound["name"])
+        if param_spec is None:
+            raise Rejected(f"unknown parameter {bound['name']!r}; known: "
+                           f"{', '.join(sorted(context.parameters))}")
+    if "mode" in bound and bound["mode"] not in context.modes:
+        raise Rejected(f"unknown mode {bound['mode']!r}; known: {', '.join(sorted(context.modes))}")
+    if "effect" in bound:
+        if bound["effect"] not in context.effects:
+            raise Rejected(f"unknown effect {bound['effect']!r}; in the chain: "
+                           f"{', '.join(sorted(context.effects)) or 'none'}")
+        if "uniform" in bound:
+            key = f"{bound['effect']}.{bound['uniform']}"
+            param_spec = context.parameters.get(key)
+            if param_spec is None:
+                known = sorted(k.split(".", 1)[1] for k in context.parameters
+                               if k.startswith(bound["effect"] + "."))
+                raise Rejected(f"effect {bound['effect']!r} has no parameter {bound['uniform']!r}; "
+                               f"known: {', '.join(known) or 'none'}")
+
+    required = sum(1 for a in route.args if not a.optional)
+    if not required <= len(args) <= len(route.args):
+        want = str(required) if required == len(route.args) else f"{required}..{len(route.args)}"
+        raise Rejected(f"{route.pattern} takes {want} argument(s) ({route.signature() or 'none'}), "
+                       f"got {len(args)}")
+    converted = []
+    for spec, value in zip(route.args, args):
+        converted.append(_convert(route, spec, value, param_spec))
+    if route.pattern.endswith("/midi/learn") and converted[0] not in context.parameters:
+        raise Rejected(f"MIDI learn: unknown parameter {converted[0]!r}")
+    return route, tuple(converted)
+
+
+def _convert(route: Route, spec: Arg, value: Any, param_spec: ParameterSpec | None) -> Any:
+    if spec.type == "s":
+        if not isinstance(value, str):
+            raise Rejected(f"{spec.name} must be a string, got {type(value).__name__}")
+        if spec.name == "name" and not is_safe_name(value):
+            raise Rejected(f"{spec.name} {value!r} is not a name (letters, digits, _ - . only; "
+                           "no paths)")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Rejected(f"{spec.name} must be a number ({spec.type}), got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise Rejected(f"{spec.name} must be finite, got {value}")
+    if spec.type == "i":
+        if float(value) != int(value):
+            raise Rejected(f"{spec.name} must be an integer, got {value}")
+        value = int(value)
+    else:
+        value = float(value)
+    lo, hi = spec.minimum, spec.maximum
+    if lo is None and param_spec is not None:
+        lo, hi = param_spec.minimum, param_spec.maximum
+    if lo is not None and not lo <= value <= hi:
+        raise Rejected(f"{spec.name} {value:g} out of range [{lo:g}, {hi:g}]")
+    return value
+
+
+def format_namespace(routes: tuple[Route, ...] = NAMESPACE) -> str:
+    """The namespace as aligned text lines (``phosphene osc --list``)."""
+    rows = [(r.pattern, r.signature() or "-", r.help) for r in routes]
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    lines = [f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]
+    lines.append("")
+    lines.append("replies (sent to the sender):")
+    for r in REPLIES:
+        lines.append(f"  {r.pattern}  {r.signature()}  {r.help}")
+    return "\n".join(lines)
+
+
+def markdown_table(routes: tuple[Route, ...] = NAMESPACE) -> str:
+    """The namespace as a Markdown table (pasted into the README; a test checks it)."""
+    lines = ["| address | arguments | what it does |", "|---|---|---|"]
+    for r in routes + REPLIES:
+        sig = r.signature() or "–"
+        help_text = r.help if r not in REPLIES else f"reply: {r.help}"
+        lines.append(f"| `{r.pattern}` | `{sig}` | {help_text} |")
+    return "\n".join(lines)
+
+
+StatusProvider = Callable[[], dict]

@@ -1,0 +1,482 @@
+"""The live engine: sound in, picture out, played from OSC, MIDI and the keyboard.
+
+Threads (DESIGN.md, "Data flow"); one clock, the audio sample index:
+
+- **audio** (PortAudio callback, in ``AudioIn``/``AudioOut``): copies samples to/from ring
+  buffers. With ``--audio-file`` a file is read in real time instead.
+- **analysis** (``_analysis_loop``): per hop — read the block; drain control events (OSC, MIDI,
+  keys share one queue, each stamped with the sample clock) and carry them out through the
+  routes (``Session.route``; presets, clips and MIDI learn by ``LiveActions``); mix clips into
+  the output and, if the preset says so, into the analyzer input; advance the ``Session``
+  (analyzer -> show); publish the state; hand the latent request to the generator worker.
+  Records audio and events with ``--record``.
+- **generator** (``GeneratorWorker``): renders the newest request; older ones are dropped.
+- **OSC server**, **MIDI input**: validate and queue events (their own threads).
+- **display** (``display.run_display``, the caller's thread: main for a window).
+
+The pipeline itself (preset -> analyzer -> generator -> show) is the ``Session`` an offline
+render and a replay use too; the engine only adds the threads, the devices and the surfaces.
+Nothing from the outside may stop the show: bad packets are counted by the OSC server, failed
+preset loads and clip plays are logged and counted, generator exceptions keep the last frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from phosphene.errors import PhospheneError
+from phosphene.live.runtime.actions import LiveActions
+from phosphene.live.runtime.display import PresentedFrame, run_display
+from phosphene.live.runtime.report import (ErrorLog, FrameTimes, OnsetLatency, build_report,
+                                           percentiles_ms, write_report)
+from phosphene.live.runtime.session import (Session, ShowSource, analyzer_settings,
+                                            open_generator, source_from_preset)
+from phosphene.live.runtime.worker import GeneratorWorker
+from phosphene.live.show.events import ControlEvent
+
+log = logging.getLogger(__name__)
+
+PRESET_POLL_S = 0.5          # how often (audio time) a preset file is checked for a new save
+# Most clip audio queued for the output. A sound server may stall an output stream for a second
+# or two after it opens; writing on regardless would fill the ring and leave every clip that
+# late for the rest of the show. Above this, blocks are skipped (counted) until it catches up.
+OUTPUT_QUEUE_S = 0.1
+# Device buffer of the output. Clips tolerate a little latency far better than dropouts, and
+# a sound server's output stream under CPU load stalls less with some buffer.
+OUTPUT_LATENCY_S = 0.05
+
+
+@dataclass
+class EngineOptions:
+    """Everything ``phosphene live`` can be told (see ``phosphene.commands.live`` for flags)."""
+
+    preset: str = "default"
+    model: str | None = None                  # None: the preset's model
+    input: str | None = None                  # audio input device (None: the default)
+    output: str | None = None                 # audio output device; "none" = no output
+    sample_rate: int | None = None            # None: the input device's default
+    bank: Path | None = None
+    osc_host: str = "127.0.0.1"
+    osc_port: int | None = 9000               # None: no OSC server; 0: any free port
+    midi: str | None = None                   # port name or "all"
+    midi_api: str | None = None               # rtmidi API (None: platform default)
+    monitor: int | None = None
+    fullscreen: bool = False
+    headless: bool = False
+    duration_s: float | None = None
+    audio_file: Path | None = None
+    report: Path | None = None
+    record: Path | None = None
+    device: str | None = None                 # torch device: cpu, cuda, cuda:1, mps
+    size: tuple[int, int] | None = None       # canvas size (None: the preset's output size)
+    fps: float | None = None                  # headless display rate (None: the preset's)
+    overlay: bool = False
+    compile: bool = False                     # compiled live synthesis (also: the preset's)
+
+
+@dataclass
+class _Counters:
+    midi_by_address: dict[str, int] = field(default_factory=dict)
+    key_events: int = 0
+    onsets: int = 0
+
+
+class Engine:
+    """One live run. ``run()`` blocks until the duration is over, the audio file ends, the
+    window closes or ``stop()`` is called; it returns the run report (a dict)."""
+
+    def __init__(self, options: EngineOptions, *, generator: Any = None,
+                 on_frame: Callable[[PresentedFrame], None] | None = None,
+                 capture_pixels: bool = False):
+        self.options = options
+        self._injected_generator = generator
+        self.on_frame = on_frame
+        self.capture_pixels = capture_pixels
+        self.events: queue.Queue[ControlEvent] = queue.Queue()
+        self.errors = ErrorLog()
+        self.frame_times = FrameTimes()
+        self.latency = OnsetLatency()
+        self.counters = _Counters()
+        self.ready = threading.Event()           # set once the first frame is on screen
+        self._stop = threading.Event()
+        self._analysis_done = threading.Event()
+        self.clock = 0                           # samples analysed so far (the one clock)
+        self.state = None                        # the newest ShowState (atomic reference)
+        # Parts, made by _setup; None until then, or when this run does not use them.
+        self.session: Session | None = None
+        self.actions: LiveActions | None = None
+        self.worker: GeneratorWorker | None = None
+        self.osc = None
+        self.midi = None
+        self.clips = None
+        self.recorder = None
+        self._audio_in = None
+        self._audio_out = None
+        self._file = None
+        self._analysis: threading.Thread | None = None
+        self._midi_ports: list[str] = []
+        self.sample_rate = 0
+        self.audio_source_name = ""
+        self.model_source = ""
+        self.synthesis_info: dict[str, Any] = {"compiled": False, "reason": "not asked for"}
+        self._started_at = 0.0
+        self._wall_s = 0.0
+        self.audio_started_at: float | None = None
+        self.output_skipped = 0                  # output blocks skipped to bound latency
+        self.display_info: dict[str, Any] = {}   # how the picture was shown (for the report)
+
+    # -- public -----------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the run to end (any thread)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def analysis_done(self) -> bool:
+        return self._analysis_done.is_set()
+
+    def wait_stop(self, timeout: float) -> bool:
+        return self._stop.wait(timeout)
+
+    def post(self, address: str, *args: Any, origin: str = "key") -> None:
+        """Queue a control event as if it came from a control surface (keys use this)."""
+        self.events.put(ControlEvent(self.clock, address, tuple(args), origin))
+
+    def wait_audio_running(self, timeout: float = 10.0) -> bool:
+        """Wait until the audio streams deliver (some sound servers pause a new stream for a
+        second or two); True when they all do."""
+        streams = [s for s in (self._audio_in, self._audio_out) if s is not None]
+        return all(s.wait_running(timeout) for s in streams)
+
+    @property
+    def osc_address(self) -> tuple[str, int] | None:
+        return self.osc.address if self.osc is not None else None
+
+    @property
+    def show(self):
+        return self.session.show if self.session is not None else None
+
+    def run(self) -> dict:
+        try:
+            self._setup()
+            run_display(self, on_frame=self.on_frame, capture_pixels=self.capture_pixels)
+        finally:
+            self._stop.set()
+            self._teardown()
+        return self.report()
+
+    # -- set-up -----------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        o = self.options
+        source = source_from_preset(o.preset, o.model)
+        preset, path = source.preset, source.path
+        settings = analyzer_settings(source)
+        self._open_audio_source(settings.hop_length)
+        self._open_audio_output(settings.hop_length)
+        generator = self._open_generator(source)
+        if o.record is not None:
+            from phosphene.live.runtime.recording import Recorder
+
+            self.recorder = Recorder(
+                o.record, self.sample_rate, preset_text=path.read_text(encoding="utf-8"),
+                preset_name=preset.name, model_source=self.model_source,
+                hop_length=settings.hop_length,
+                analyzer_settings=settings.model_dump(mode="json"),
+                extra={"input": self.audio_source_name, "preset_dir": str(path.parent),
+                       "device": str(generator.device)})
+        # the show records each preset switch with its full YAML, so a replay follows it
+        self.session = Session(source, self.sample_rate, generator, settings=settings,
+                               recorder=self.recorder)
+        self.state = self.session.show.state()
+
+        if o.bank is not None:
+            from phosphene.live.audio.clips import ClipPlayer
+            from phosphene.models.bank import Bank
+
+            channels = self._audio_out.channels if self._audio_out is not None else 2
+            self.clips = ClipPlayer(Bank(o.bank), self.sample_rate, channels, preset.clips.gain)
+            self.clips.preload()
+        self.actions = LiveActions(self.session.show, preset, path, errors=self.errors,
+                                   model_source=self.model_source,
+                                   model_fixed=o.model is not None, clips=self.clips)
+        if o.osc_port is not None:
+            self._start_osc()
+        if o.midi:
+            from phosphene.live.control.midi import MidiInput  # rtmidi: only when asked for
+
+            self.midi = MidiInput(self.actions.midi_router(preset), o.midi, api=o.midi_api,
+                                  clock=lambda: self.clock, events=self.events).open()
+            self.actions.midi = self.midi
+            self._midi_ports = [p.name for p in self.midi.ports]
+
+        self.worker = GeneratorWorker(generator.generate).start()
+        self.worker.submit(self.state.request)
+        self._analysis = threading.Thread(target=self._analysis_guard, name="phosphene-analysis",
+                                          daemon=True)
+        self._start_audio()
+        self._started_at = time.monotonic()
+        self._analysis.start()
+
+    def _start_osc(self) -> None:
+        from phosphene.live.control.osc_server import OscServer
+
+        o = self.options
+        try:
+            self.osc = OscServer(o.osc_host, o.osc_port, clock=lambda: self.clock,
+                                 context=lambda: self.actions.context, status=self._status,
+                                 events=self.events).start()
+        except OSError as exc:
+            raise PhospheneError(f"cannot listen for OSC on {o.osc_host}:{o.osc_port}: "
+                                 f"{exc.strerror or exc}") from None
+
+    def _open_audio_source(self, hop_length: int) -> None:
+        o = self.options
+        if o.audio_file is not None:
+            from phosphene.live.audio.file_source import FileSource
+
+            self._file = FileSource(o.audio_file)
+            self.sample_rate = self._file.sample_rate
+            self.audio_source_name = f"file:{self._file.path}"
+            return
+        from phosphene.live.audio.streams import AudioIn  # PortAudio: only for a device
+
+        self._audio_in = AudioIn(o.input, samplerate=o.sample_rate, blocksize=hop_length)
+        self.sample_rate = self._audio_in.samplerate
+        self.audio_source_name = f"input:{self._audio_in.device_name}"
+
+    def _open_audio_output(self, hop_length: int) -> None:
+        """An output for clips (and for hearing an ``--audio-file``). Opened when asked for,
+        or when there is something to play; a missing device is fatal only when asked for."""
+        o = self.options
+        if o.output == "none":
+            return
+        wanted = o.output is not None
+        if not (wanted or o.bank is not None or o.audio_file is not None):
+            return
+        from phosphene.live.audio.streams import AudioOut
+
+        try:
+            self._audio_out = AudioOut(o.output, samplerate=self.sample_rate,
+                                       blocksize=hop_length, latency=OUTPUT_LATENCY_S)
+        except PhospheneError as exc:
+            if wanted:
+                raise
+            log.warning("no audio output (%s): clips feed the analyzer only", exc)
+
+    def _start_audio(self) -> None:
+        for stream in (self._audio_in, self._audio_out):
+            if stream is None:
+                continue
+            try:
+                stream.start()
+            except PhospheneError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - PortAudio's errors, as one line
+                raise PhospheneError(f"cannot start audio {stream.kind} {stream.device_name!r}: "
+                                     f"{exc}") from None
+
+    def _open_generator(self, source: ShowSource):
+        o = self.options
+        # a performer with a GPU expects it to be used without asking: auto = cuda, mps, cpu
+        generator, self.model_source = open_generator(
+            source.model_source, o.device or "auto", generator=self._injected_generator)
+        if generator.device.type == "cpu":
+            _leave_a_core_for_the_display()
+        if o.compile or source.preset.generator.compile:
+            from phosphene.models.stylegan2.fast import compile_for_live
+
+            live = compile_for_live(generator.G)
+            generator.synthesis = live
+            self.synthesis_info = {"compiled": live.compiled, "reason": live.reason}
+            log.info("live synthesis: %s", live.reason)
+        return generator
+
+    # -- the analysis thread --------------------------------------------------------------------
+    def _analysis_guard(self) -> None:
+        try:
+            self._analysis_loop()
+        except Exception as exc:  # noqa: BLE001 - reported; the display loop ends the run
+            log.exception("analysis loop failed")
+            self.errors.add("analysis", f"{type(exc).__name__}: {exc}")
+        finally:
+            self._analysis_done.set()
+
+    def _blocks(self):
+        hop = self.session.hop_length
+        # a file is released in real time from now: its sample s is "heard" at this + s / sr
+        self.audio_started_at = time.monotonic()
+        if self._file is not None:
+            yield from self._file.blocks(hop, realtime=True)
+            return
+        audio_in = self._audio_in
+        out = np.empty(hop, dtype=np.float32)
+        while not self._stop.is_set():
+            if audio_in.read(out, timeout=0.5):
+                yield out
+
+    def _analysis_loop(self) -> None:
+        session, actions = self.session, self.actions
+        hop = session.hop_length
+        sr = self.sample_rate
+        limit = None if self.options.duration_s is None else int(self.options.duration_s * sr)
+        next_poll = int(PRESET_POLL_S * sr)
+        analysis_in = np.empty(hop, dtype=np.float32)
+        for block in self._blocks():
+            if self._stop.is_set():
+                break
+            arrived = time.monotonic()
+            block_start = self.clock
+            actions.block_start = block_start
+            session.route(self._drain_events(), actions, self._event_failed)
+            np.copyto(analysis_in, block)
+            clip = self.clips.mix(block_start, hop) if self.clips is not None else None
+            if self._audio_out is not None:
+                self._play_out(block if self._file is not None else None, clip)
+            if clip is not None and session.show.preset.clips.feed_analyzer:
+                analysis_in += clip.mean(axis=1)
+            if self.recorder is not None:
+                self.recorder.write_audio(analysis_in)
+            frame, state = session.advance(analysis_in)
+            self.clock = frame.sample_index
+            self.state = state
+            self.worker.submit(state.request)
+            if frame.onset:
+                self.counters.onsets += 1
+                self.latency.onset(frame.sample_index, arrived)
+            if frame.sample_index >= next_poll:
+                next_poll = frame.sample_index + int(PRESET_POLL_S * sr)
+                actions.poll_preset_file()
+            if limit is not None and frame.sample_index >= limit:
+                break
+
+    def _play_out(self, file_block: np.ndarray | None, clip: np.ndarray | None) -> None:
+        out = self._audio_out
+        if file_block is None and clip is None:
+            return                        # the output callback pads with silence
+        if out.queued_frames() > OUTPUT_QUEUE_S * self.sample_rate:
+            self.output_skipped += 1
+            return
+        if clip is None:
+            mixed = file_block
+        elif file_block is None:
+            mixed = clip
+        else:
+            mixed = clip + file_block[:, None]
+        out.write(np.clip(mixed, -1.0, 1.0))
+
+    def _drain_events(self) -> list[ControlEvent]:
+        """Everything queued since the last hop (counted by where it came from)."""
+        events: list[ControlEvent] = []
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return events
+            if event.origin == "midi":
+                by = self.counters.midi_by_address
+                by[event.address] = by.get(event.address, 0) + 1
+            elif event.origin == "key":
+                self.counters.key_events += 1
+            events.append(event)
+
+    def _event_failed(self, event: ControlEvent, exc: Exception) -> None:
+        log.error("control event %s failed: %s: %s", event.address, type(exc).__name__, exc)
+        self.errors.add(event.address, f"{type(exc).__name__}: {exc}")
+
+    # -- status and report ------------------------------------------------------------------------
+    def _status(self) -> dict:
+        fps, frame_ms = self.frame_times.recent(1.0)
+        worker = self.worker
+        times = worker.render_times_s[-10:] if worker is not None else []
+        gen_fps = len(times) / sum(times) if times and sum(times) > 0 else 0.0
+        show = self.show
+        return {"fps": fps, "frame_ms": frame_ms, "generator_fps": gen_fps,
+                "tempo_bpm": show.controls.tempo_bpm if show is not None else 0.0,
+                "preset": show.preset.name if show is not None else ""}
+
+    def _teardown(self) -> None:
+        self._wall_s = time.monotonic() - self._started_at if self._started_at else 0.0
+        if self._analysis is not None and self._analysis.is_alive():
+            self._analysis.join(timeout=5)
+        parts = (("generator", self.worker, "stop"), ("osc", self.osc, "stop"),
+                 ("midi", self.midi, "close"), ("audio input", self._audio_in, "stop"),
+                 ("audio output", self._audio_out, "stop"), ("recording", self.recorder, "close"))
+        for name, part, close in parts:
+            if part is None:
+                continue                 # that part was never started
+            try:
+                getattr(part, close)()
+            except Exception as exc:  # noqa: BLE001 - close the rest regardless
+                log.warning("closing %s failed: %s", name, exc)
+        if self.options.report is not None and self.worker is not None:
+            write_report(self.options.report, self.report())
+            log.info("run report written to %s", self.options.report)
+
+    def report(self) -> dict:
+        if self.worker is None:          # set-up did not finish: nothing ran
+            return {}
+        state = self.state
+        worker = self.worker
+        audio: dict[str, Any] = {"source": self.audio_source_name,
+                                 "sample_rate": self.sample_rate,
+                                 "hop_length": self.session.hop_length,
+                                 "seconds_analysed": self.clock / self.sample_rate}
+        if self._audio_in is not None:
+            audio.update(self._audio_in.stats())
+            audio["silent_blocks"] = self._audio_in.silent_blocks
+        else:
+            audio["overflows"] = 0
+        if self._audio_out is not None:
+            audio["output"] = {**self._audio_out.stats(), "skipped_blocks": self.output_skipped}
+        osc = self.osc.stats.snapshot() if self.osc is not None else {"accepted": {},
+                                                                         "rejected": {}}
+        if self.osc is not None:
+            osc["address"] = f"{self.osc.address[0]}:{self.osc.address[1]}"
+        midi = {"accepted": dict(self.counters.midi_by_address),
+                "rejected": self.midi.router.ignored if self.midi is not None else 0,
+                "ports": list(self._midi_ports)}
+        clips = {"played": dict(self.clips.played), "errors": self.clips.errors} \
+            if self.clips is not None else None
+        intervals = self.frame_times.intervals()
+        analyzer = self.session.analyzer
+        return build_report(
+            preset=self.show.preset.name, model=self.model_source,
+            device=str(self.session.generator.device), wall_s=self._wall_s,
+            frames={"presented": self.frame_times.count, "generated": worker.generated,
+                    "generator_errors": worker.errors, "requests_superseded": worker.superseded,
+                    "fps": self.frame_times.fps(), "frame_time_ms": percentiles_ms(intervals),
+                    "generator_ms": percentiles_ms(worker.render_times_s),
+                    "synthesis": dict(self.synthesis_info)},
+            audio=audio,
+            onsets={"detected": self.counters.onsets, **self.latency.summary(),
+                    "analyzer_delay_ms": 1000.0 * analyzer.onset_delay_samples
+                    / self.sample_rate},
+            osc=osc, midi=midi, keys={"events": self.counters.key_events}, clips=clips,
+            display=dict(self.display_info),
+            preset_switches=self.actions.switches,
+            errors=self.errors.entries(),
+            final={"preset": state.preset_name, "keyframe": state.request.keyframe,
+                   "parameters": dict(state.values),
+                   "effects_enabled": dict(state.effects_enabled)})
+
+
+def _leave_a_core_for_the_display() -> None:
+    """On the CPU, torch would take every core and starve the analysis and display threads
+    (an onset's flash would wait for a GAN frame). Keep one core free."""
+    import torch
+
+    cores = os.cpu_count() or 1
+    if cores > 1 and torch.get_num_threads() >= cores:
+        torch.set_num_threads(cores - 1)

@@ -1,0 +1,391 @@
+"""Presets: YAML files naming a model, keyframes, latent modes, mappings, effects and MIDI.
+
+Validated with pydantic (unknown keys are errors). A mistake is reported as one
+``PhospheneError`` naming the file, the key path (``mappings[2].curve``) and what is allowed.
+``--preset NAME|PATH``: a NAME is a preset shipped in ``phosphene.presets``, anything with a
+``/`` or ending in ``.yaml`` is a path. ``PresetWatcher`` reloads a preset when its file is saved.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from phosphene.errors import PhospheneError
+from phosphene.live.show.keyframes import SavedKeyframe, SeedKeyframe, SlerpKeyframe
+from phosphene.live.show.mappings import Mapping
+from phosphene.live.show.modes import CurveName, DirectorSettings, ModeSettings, SourceStr
+from phosphene.live.control.routes import find_route, is_safe_name
+from phosphene.live.show.params import BUILTIN_PARAMETERS, ParameterSpec
+
+log = logging.getLogger(__name__)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# -- keyframes -------------------------------------------------------------------------------
+class SeedKeyframeModel(_Model):
+    seed: int = Field(ge=0, lt=2 ** 32)
+
+
+class SlerpKeyframeModel(_Model):
+    slerp: tuple[int, int] = Field(description="two seeds; z is interpolated on the sphere")
+    t: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class SavedKeyframeModel(_Model):
+    w: str = Field(description=".npy file, [w_dim] or [num_ws, w_dim]; relative to the preset")
+
+
+KeyframeModel = Union[SeedKeyframeModel, SlerpKeyframeModel, SavedKeyframeModel]
+
+
+# -- controls --------------------------------------------------------------------------------
+class ParameterModel(_Model):
+    min: float | None = None
+    max: float | None = None
+    default: float | None = None
+    smoothing_ms: float | None = Field(None, ge=0.0)
+    help: str = ""
+
+
+class MappingModel(_Model):
+    source: SourceStr
+    target: str
+    gain: float = 1.0
+    offset: float = 0.0
+    curve: CurveName = "linear"
+    curve_k: float = Field(4.0, gt=0.0)
+    attack_ms: float = Field(0.0, ge=0.0)
+    release_ms: float = Field(0.0, ge=0.0)
+
+
+class EffectModel(_Model):
+    name: str
+    enabled: bool = True
+    params: dict[str, float] = Field(default_factory=dict)
+
+
+class MidiCCModel(_Model):
+    control: int = Field(ge=0, le=127)
+    channel: int | None = Field(None, ge=0, le=15, description="0-15; omitted = any channel")
+    target: str = Field(description="a parameter name")
+
+
+class MidiNoteModel(_Model):
+    note: int = Field(ge=0, le=127)
+    channel: int | None = Field(None, ge=0, le=15)
+    address: str = Field(description="an OSC address of the namespace, e.g. /phosphene/keyframe/next")
+    args: list[Union[int, float, str]] = Field(default_factory=list)
+
+    @field_validator("address")
+    @classmethod
+    def _known_address(cls, value: str) -> str:
+        if find_route(value) is None:
+            raise ValueError(f"{value!r} is not an address of the OSC namespace "
+                             "(see `phosphene osc --list`)")
+        return value
+
+
+class MidiModel(_Model):
+    cc: list[MidiCCModel] = Field(default_factory=list)
+    notes: list[MidiNoteModel] = Field(default_factory=list)
+
+
+class OutputModel(_Model):
+    width: int = Field(1024, ge=16, le=8192)
+    height: int = Field(1024, ge=16, le=8192)
+    fps: float = Field(60.0, gt=0.0, le=240.0)
+
+
+class GeneratorModel(_Model):
+    # the compiled live synthesis (torch.compile; CUDA graphs on a GPU): faster frames after a
+    # warm-up of seconds to a minute at start; falls back to eager where it cannot compile
+    compile: bool = False
+
+
+class ClipsModel(_Model):
+    feed_analyzer: bool = True      # clips are mixed into the analyzer input
+    gain: float = Field(1.0, ge=0.0, le=4.0)
+
+
+class Preset(_Model):
+    name: str = ""
+    description: str = ""
+    model: str = "builtin:abstract"
+    output: OutputModel = Field(default_factory=OutputModel)
+    generator: GeneratorModel = Field(default_factory=GeneratorModel)
+    keyframes: list[KeyframeModel] = Field(min_length=1)
+    transition_ms: float = Field(600.0, ge=0.0)
+    crossfade_ms: float = Field(1500.0, ge=0.0, description="fade when switching to this preset")
+    modes: ModeSettings = Field(default_factory=ModeSettings)   # the schema is in modes.py
+    parameters: dict[str, ParameterModel] = Field(default_factory=dict)
+    mappings: list[MappingModel] = Field(default_factory=list)
+    effects: list[EffectModel] = Field(default_factory=list)
+    midi: MidiModel = Field(default_factory=MidiModel)
+    clips: ClipsModel = Field(default_factory=ClipsModel)
+    # passed to the analyzer, which validates it against its own settings
+    analyzer: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _targets_exist(self) -> "Preset":
+        known = set(self.parameter_specs())
+        for i, m in enumerate(self.mappings):
+            if m.target not in known:
+                raise ValueError(f"mappings[{i}].target: unknown parameter {m.target!r}; known: "
+                                 f"{', '.join(sorted(known))}")
+        for i, m in enumerate(self.midi.cc):
+            if m.target not in known:
+                raise ValueError(f"midi.cc[{i}].target: unknown parameter {m.target!r}; known: "
+                                 f"{', '.join(sorted(known))}")
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _effects_exist(cls, data: Any) -> Any:
+        # checked before the rest, so parameter_specs() can rely on every effect resolving
+        effects = data.get("effects") if isinstance(data, dict) else None
+        for i, e in enumerate(effects if isinstance(effects, list) else []):
+            if not isinstance(e, dict) or not isinstance(e.get("name"), str):
+                continue                  # the field validation reports the shape problem
+            try:
+                spec = _effect_spec(e["name"])
+            except PhospheneError as exc:
+                raise ValueError(f"effects[{i}].name: {exc}") from None
+            params = e.get("params") or {}
+            known = [p.name for p in spec.params]
+            for key in params if isinstance(params, dict) else ():
+                if key not in known:
+                    raise ValueError(f"effects[{i}].params.{key}: effect {spec.name!r} has no "
+                                     f"parameter {key!r}; allowed: {', '.join(known) or 'none'}")
+        return data
+
+    # -- conversion to the pure core ------------------------------------------------------------
+    def parameter_specs(self) -> dict[str, ParameterSpec]:
+        """Built-in parameters, effect parameters, then the preset's ``parameters`` overrides.
+        Mode weights default to the preset's mode weights."""
+        specs = {p.name: p for p in BUILTIN_PARAMETERS}
+        for mode, model in (("volume-blend", self.modes.volume_blend), ("onset-step", self.modes.onset_step),
+                            ("drift", self.modes.drift), ("layer-split", self.modes.layer_split)):
+            old = specs[f"mode.{mode}"]
+            specs[old.name] = ParameterSpec(old.name, 0.0, 1.0, model.weight, old.smoothing_ms, old.help)
+        for effect in self.effects:
+            spec = _effect_spec(effect.name)
+            for p in spec.params:
+                # every uniform of the chain is a parameter: range and default from the shader,
+                # the preset's value as the starting point
+                name = f"{spec.name}.{p.name}"
+                start = p.clamp(effect.params.get(p.name, p.default))
+                specs[name] = ParameterSpec(name, p.minimum, p.maximum, start,
+                                            EFFECT_SMOOTHING_MS, p.doc)
+        for name, override in self.parameters.items():
+            base = specs.get(name, ParameterSpec(name))
+            lo = base.minimum if override.min is None else override.min
+            hi = base.maximum if override.max is None else override.max
+            default = base.default if override.default is None else override.default
+            smoothing = base.smoothing_ms if override.smoothing_ms is None else override.smoothing_ms
+            try:
+                specs[name] = ParameterSpec(name, lo, hi, min(max(default, lo), hi) if override.default
+                                            is None else default, smoothing, override.help or base.help)
+            except ValueError as exc:
+                raise ValueError(f"parameters.{name}: {exc}") from None
+        return specs
+
+    def keyframe_specs(self) -> list:
+        out = []
+        for k in self.keyframes:
+            if isinstance(k, SeedKeyframeModel):
+                out.append(SeedKeyframe(k.seed))
+            elif isinstance(k, SlerpKeyframeModel):
+                out.append(SlerpKeyframe(k.slerp[0], k.slerp[1], k.t))
+            else:
+                out.append(SavedKeyframe(k.w))
+        return out
+
+    def director_settings(self) -> DirectorSettings:
+        """The ``Director``'s settings: the ``modes:`` section as written, plus
+        ``transition_ms``."""
+        return DirectorSettings.from_modes(self.modes, transition_ms=self.transition_ms)
+
+    def core_mappings(self) -> list[Mapping]:
+        return [Mapping(**m.model_dump()) for m in self.mappings]
+
+    def effect_names(self) -> list[str]:
+        """Names the effects are addressed by (``flash``; a user effect's declared name)."""
+        return [_effect_spec(e.name).name for e in self.effects]
+
+
+# Short glide for effect uniforms set by OSC/MIDI: removes zipper steps, keeps them snappy.
+# (Mappings add on top without this smoothing, so an onset flash is never delayed.)
+EFFECT_SMOOTHING_MS = 20.0
+
+
+def _effect_spec(ref: str):
+    from phosphene.render.effects import resolve_effect   # GLSL text only: no GL import
+    return resolve_effect(ref)
+
+
+# -- loading ---------------------------------------------------------------------------------
+def _format_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class that holds the key at ``loc`` (for listing allowed keys)."""
+    model: Any = Preset
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            # a union tag (pydantic puts the member's name in the loc): pick that member
+            return None
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        if field is None:
+            return None
+        model = _unwrap(field.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    for _ in range(4):
+        args = typing.get_args(annotation)
+        if not args:
+            return annotation
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        if models:
+            return models[0]
+        annotation = args[-1] if typing.get_origin(annotation) is dict else args[0]
+    return annotation
+
+
+def _describe_error(err: dict) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.endswith("Model")))
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if not loc:              # whole-preset checks put the key path in the message
+        return msg
+    path = _format_loc(loc)
+    if err["type"] == "extra_forbidden":
+        model = _model_at(loc)
+        if model is not None:
+            allowed = [f.alias or n for n, f in model.model_fields.items()]
+            msg = f"unknown key; allowed: {', '.join(allowed)}"
+        else:
+            msg = "unknown key"
+    return f"{path}: {msg}"
+
+
+def parse_preset(data: Any, *, origin: str = "<preset>") -> Preset:
+    if not isinstance(data, dict):
+        raise PhospheneError(f"{origin}: a preset must be a YAML mapping of keys, got "
+                             f"{type(data).__name__}")
+    try:
+        return Preset.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # a keyframe that fits none of the union members produces one error per member;
+        # keep the first per path so the message stays readable
+        seen, lines = set(), []
+        for err in errors:
+            text = _describe_error(err)
+            key = text.split(":", 1)[0]
+            if key not in seen:
+                seen.add(key)
+                lines.append(text)
+        raise PhospheneError(f"{origin}: " + "; ".join(lines[:5])) from None
+
+
+def load_preset_file(path: str | Path) -> Preset:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PhospheneError(f"preset file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PhospheneError(f"cannot read preset {p}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PhospheneError(f"{p}: not valid YAML: {exc}".replace("\n", " ")) from None
+    preset = parse_preset(data, origin=str(p))
+    if not preset.name:
+        preset = preset.model_copy(update={"name": p.stem})
+    return preset
+
+
+def shipped_presets() -> list[str]:
+    root = resources.files("phosphene.presets")
+    return sorted(entry.name[:-5] for entry in root.iterdir() if entry.name.endswith(".yaml"))
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """``--preset``: a path (contains a separator or ends in .yaml) or a shipped preset name."""
+    if os.sep in name_or_path or "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
+        p = Path(name_or_path).expanduser()
+        if not p.is_file():
+            raise PhospheneError(f"preset file not found: {p}")
+        return p
+    if is_safe_name(name_or_path):
+        entry = resources.files("phosphene.presets") / f"{name_or_path}.yaml"
+        if entry.is_file():
+            return Path(str(entry))
+    raise PhospheneError(f"unknown preset {name_or_path!r}; shipped presets: "
+                         f"{', '.join(shipped_presets())} (or give a path to a .yaml file)")
+
+
+def load_preset(name_or_path: str) -> tuple[Preset, Path]:
+    path = resolve_preset(name_or_path)
+    return load_preset_file(path), path
+
+
+# -- hot reload ------------------------------------------------------------------------------
+class PresetWatcher:
+    """Polls a preset file's modification stamp (no extra dependency); on a change, reloads.
+
+    ``poll()`` returns the new ``Preset`` when a save validated, else None. A broken save keeps
+    the old preset: ``error`` holds the message (logged once per save), the show goes on.
+    """
+
+    def __init__(self, path: str | Path, preset: Preset | None = None):
+        self.path = Path(path)
+        self.preset = preset if preset is not None else load_preset_file(self.path)
+        self.error: str | None = None
+        self._stamp = self._read_stamp()
+
+    def _read_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def poll(self) -> Preset | None:
+        stamp = self._read_stamp()
+        if stamp is None or stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        try:
+            preset = load_preset_file(self.path)
+        except PhospheneError as exc:
+            self.error = str(exc)
+            log.warning("preset not reloaded, keeping the running one: %s", exc)
+            return None
+        self.preset, self.error = preset, None
+        log.info("preset reloaded: %s", self.path)
+        return preset

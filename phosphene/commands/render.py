@@ -1,0 +1,114 @@
+"""``phosphene render``: an audio file (or a recorded set) to a video, a PNG sequence or a still.
+
+Heavy imports happen inside the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from phosphene.commands._args import UsageError, add_device_option, canvas_size
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "render", help="render an audio file (or a recorded set) to a video, offline",
+        description="Run the live pipeline over an audio file -- the same analyzer hops, "
+        "preset, director and effects -- and write an H.264 MP4 with the audio, frame-exact "
+        "with what `phosphene live` shows. Deterministic: the same inputs give the same "
+        "frames. Ctrl-C stops and keeps a playable partial video.",
+        epilog="examples:\n"
+        "  phosphene render song.wav -o song.mp4 --preset default --size 1920x1080\n"
+        "  phosphene render song.wav --still 12.5 -o frame.png\n"
+        "  phosphene render --replay sets/friday -o friday.mp4 --size 3840x2160",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("audio", metavar="AUDIO", nargs="?",
+                   help="audio file (WAV/FLAC/OGG, MP3 and others via FFmpeg); omit with --replay")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="output .mp4 (or .png with --still)")
+    p.add_argument("--preset", metavar="NAME|PATH",
+                   help="shipped preset name or a .yaml path (default: default; with --replay: "
+                   "the recorded one)")
+    p.add_argument("--model", metavar="M", help="generator: builtin:abstract, a checkpoint "
+                   "file, URL or zoo name (default: the preset's; with --replay: the recorded "
+                   "one -- any model of the same latent size)")
+    p.add_argument("--size", type=canvas_size, metavar="WxH",
+                   help="output size (default: the preset's output)")
+    p.add_argument("--fps", type=float, default=30.0, help="video frame rate (default 30)")
+    p.add_argument("--start", type=float, default=0.0, metavar="S",
+                   help="first second of the audio to render (the analysis still starts at 0, "
+                   "so the picture is the same as in a full render)")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="seconds to render (default: to the end)")
+    p.add_argument("--batch", type=int, default=4, metavar="N",
+                   help="generator frames per batch (default 4; larger is faster on a GPU)")
+    add_device_option(p)
+    p.add_argument("--fit", choices=("letterbox", "crop", "stretch"), default="letterbox",
+                   help="how the square generator frame fills the output (default letterbox)")
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (18)")
+    p.add_argument("--preview", action="store_true",
+                   help="fast draft: output scaled to fit 320 px, fastest encoder settings")
+    p.add_argument("--frames", metavar="DIR",
+                   help="also (or, without -o, only) write every frame as DIR/frame_NNNNNN.png")
+    p.add_argument("--still", type=float, metavar="T",
+                   help="write only the frame at T seconds, as the PNG named by -o")
+    p.add_argument("--replay", metavar="DIR",
+                   help="re-render a set recorded with `phosphene live --record DIR`")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """The combinations of inputs and outputs that make sense (before anything is loaded)."""
+    if args.replay and args.audio:
+        raise UsageError("give either AUDIO or --replay DIR, not both")
+    if not args.replay and not args.audio:
+        raise UsageError("give an AUDIO file to render (or --replay DIR)")
+    if args.replay and args.preset:
+        raise UsageError("--replay uses the recorded preset; --preset cannot change it")
+    if args.output is None and args.frames is None:
+        raise UsageError("say where to write: -o OUT.mp4 (or -o frame.png with --still, "
+                         "or --frames DIR)")
+    if args.still is not None:
+        if args.output is None or Path(args.output).suffix.lower() != ".png":
+            raise UsageError("--still T writes a PNG: give -o frame.png")
+    elif args.output is not None and Path(args.output).suffix.lower() != ".mp4":
+        raise UsageError(f"-o {args.output}: the video is an MP4, name it OUT.mp4")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_outputs(args)
+    from phosphene.live.runtime.offline import (OfflineRender, RenderSettings, render_still,
+                                                render_video)
+    from phosphene.live.runtime.session import source_from_preset, source_from_recording
+
+    if args.replay:
+        scene, audio = source_from_recording(args.replay, args.model)
+    else:
+        scene, audio = source_from_preset(args.preset, args.model), Path(args.audio)
+
+    settings = RenderSettings(size=args.size, fps=args.fps, start_s=args.start,
+                              duration_s=args.duration, batch=args.batch, device=args.device,
+                              preview=args.preview, fit=args.fit, crf=args.crf,
+                              progress=not args.no_progress)
+    job = OfflineRender(audio, scene, settings)
+    w, h = job.size
+    if args.still is not None:
+        render_still(job, args.still, Path(args.output))
+        print(f"wrote {args.output} ({w}x{h}, t={args.still:g} s)")
+        return 0
+    print(f"rendering {audio} -> {args.output or args.frames}: {job.n_frames} frames at "
+          f"{w}x{h}, {float(job.fps):g} fps, model {scene.model_source} on {job.device}, "
+          f"preset {scene.preset.name}" + (f", {len(scene.events)} recorded events"
+                                           if args.replay else ""), file=sys.stderr)
+    result = render_video(job, Path(args.output) if args.output else None,
+                          Path(args.frames) if args.frames else None)
+    where = ", ".join(str(x) for x in (args.output, args.frames) if x)
+    if result.interrupted:
+        print(f"interrupted: kept {result.frames} frames ({result.duration_s:.2f} s) in {where}",
+              file=sys.stderr)
+        return 130
+    print(f"wrote {where}: {result.frames} frames, {result.duration_s:.2f} s")
+    return 0
