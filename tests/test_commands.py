@@ -134,3 +134,12 @@ def test_library_code_never_imports_the_commands():
                 offenders += [f"{path}: {n}" for n in names
                               if n == "phosphene.cli" or n.startswith("phosphene.commands")]
     assert offenders == []
+
+
+def test_live_compile_flag_reaches_the_engine_options():
+    from phosphene.cli import build_parser
+    from phosphene.commands.live import options_from_args
+
+    parser = build_parser()
+    assert options_from_args(parser.parse_args(["live", "--compile"])).compile is True
+    assert options_from_args(parser.parse_args(["live"])).compile is False

@@ -60,6 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="monitor for the window / fullscreen (`phosphene devices`)")
     p.add_argument("--fullscreen", action="store_true", help="start fullscreen")
     p.add_argument("--overlay", action="store_true", help="start with the fps overlay shown")
+    p.add_argument("--compile", action="store_true",
+                   help="compiled live synthesis (torch.compile; CUDA graphs on a GPU): faster "
+                   "frames after a warm-up at start; runs eager where it cannot compile (also "
+                   "the preset's generator: {compile: true})")
     p.add_argument("--headless", action="store_true",
                    help="no window: render off screen (EGL), e.g. for a test run or a server")
     p.add_argument("--size", type=canvas_size, default=None, metavar="WxH",
@@ -92,7 +96,7 @@ def options_from_args(args: argparse.Namespace):
         monitor=args.monitor, fullscreen=args.fullscreen, headless=args.headless,
         duration_s=args.duration, audio_file=args.audio_file, report=args.report,
         record=args.record, device=args.device, size=args.size, fps=args.fps,
-        overlay=args.overlay)
+        overlay=args.overlay, compile=args.compile)
 
 
 def run(args: argparse.Namespace) -> int:
