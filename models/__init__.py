@@ -2,8 +2,8 @@
 
 
 def __getattr__(name):
-    # Lazy re-export: `import phosphene.models` stays cheap (no torch) until a loader is used.
     if name == "load_generator":
+        # Lazy re-export: `import phosphene.models` stays cheap (no torch) until a loader is used.
         from phosphene.models.loading import load_generator
 
         return load_generator

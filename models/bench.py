@@ -7,13 +7,15 @@ import time
 import torch
 
 from phosphene.errors import PhospheneError
+from phosphene.models.builtin import build_abstract
+from phosphene.models.loading import load_generator
+from phosphene.models.stylegan2 import Generator, GeneratorConfig
+from phosphene.models.stylegan2.fast import compile_for_live
 
 
 def config_f(img_resolution: int):
     """StyleGAN2 config-f at ``img_resolution`` (NVlabs' stylegan2 preset: 512 channels,
     8 mapping layers, the 4 highest resolutions in fp16 with conv_clamp 256)."""
-    from phosphene.models.stylegan2 import GeneratorConfig
-
     return GeneratorConfig(z_dim=512, w_dim=512, img_resolution=img_resolution,
                            channel_base=32768, channel_max=512, mapping_layers=8,
                            num_fp16_res=4, conv_clamp=256)
@@ -21,12 +23,7 @@ def config_f(img_resolution: int):
 
 def _bench_nets(model: str | None, sizes: list[int], arch: str):
     """(label, generator) pairs to time, on the CPU (moved later)."""
-    from phosphene.models.builtin import build_abstract
-    from phosphene.models.stylegan2 import Generator
-
     if model is not None:
-        from phosphene.models.loading import load_generator
-
         if model.startswith("builtin:abstract") and sizes:
             # the builtin's architecture at each requested size
             return [(f"builtin:abstract@{s}", build_abstract(img_resolution=s)) for s in sizes]
@@ -74,8 +71,6 @@ def time_synthesis(fn, ws: torch.Tensor, device: torch.device, frames: int | Non
 def run_generator_bench(model, sizes, arch, device, precisions, batches, frames=None,
                         include_compiled=False, threads=None, out=print) -> list[dict]:
     """Print and return one row per (net, precision, batch): ms per batch and images/s."""
-    from phosphene.models.stylegan2.fast import compile_for_live
-
     if threads is not None:
         torch.set_num_threads(threads)
 

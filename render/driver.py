@@ -170,6 +170,14 @@ class ChainDriver:
             time_s = state.sample_index / self.sample_rate
         return chain.render(time_s=time_s)
 
+    def resize(self, size: tuple[int, int]) -> None:
+        """Draw at another canvas size from the next frame on (trails start over; the
+        generator frame is pushed again)."""
+        self.size = tuple(size)
+        if self.chain is not None:
+            self.chain.resize(*self.size)
+            self._needs_frame = True
+
     def read(self) -> Any:
         """The canvas as (H, W, 3) uint8 (a view: copy to keep it)."""
         return self.chain.read()

@@ -24,6 +24,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from phosphene.audio_file import load_audio, sanitize_audio, to_mono
 from phosphene.errors import PhospheneError
 
 AUDIO_BLOCK = 1024  # AAC frame size in samples
@@ -42,8 +43,6 @@ def _audio_file(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """An audio file as float32 ``(channels, samples)``, read by the same loader the analyzer's
     file source uses (libsndfile, FFmpeg for the rest); more than two channels are mixed down
     to mono."""
-    from phosphene.audio_file import load_audio, to_mono
-
     audio = load_audio(path)
     samples = audio.samples if audio.samples.shape[1] <= 2 else to_mono(audio.samples)[:, None]
     return np.ascontiguousarray(samples.T), audio.sample_rate
@@ -93,10 +92,17 @@ class VideoWriter:
         self._audio_done = 0  # samples already sent to the encoder
 
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
+        if self.path.is_dir():
+            raise PhospheneError(f"cannot write video {self.path}: it is a directory")
         try:
+            # FFmpeg opens the file only when the first packet is written -- with the encoder's
+            # lookahead, late in a render: create it now, so a bad path fails before any work
+            self._tmp.open("wb").close()
             self._container = av.open(str(self._tmp), mode="w", format="mp4")
         except (OSError, av.FFmpegError) as exc:
-            raise PhospheneError(f"cannot write video {self.path}: {exc}") from None
+            self._remove_tmp()
+            raise PhospheneError(f"cannot write video {self.path}: "
+                                 f"{getattr(exc, 'strerror', None) or exc}") from None
         vs = self._container.add_stream("libx264", rate=self.fps)
         vs.width, vs.height, vs.pix_fmt = self.width, self.height, "yuv420p"
         vs.options = {"crf": str(crf), "preset": preset}
@@ -152,11 +158,12 @@ class VideoWriter:
             if n < AUDIO_BLOCK and not final:
                 break
             start = self._audio_done
-            block = self._audio[:, start:start + n]
+            # a contiguous copy, finite and within full scale: one NaN or inf would make the
+            # AAC encoder refuse the frame (EINVAL) and end the render
+            block = sanitize_audio(self._audio[:, start:start + n])
             if block.shape[1] < n:  # the audio ran out before the video: silence
                 block = np.pad(block, ((0, 0), (0, n - block.shape[1])))
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format="fltp",
-                                            layout=self._layout)
+            af = av.AudioFrame.from_ndarray(block, format="fltp", layout=self._layout)
             af.sample_rate = self._sr
             af.pts = start
             af.time_base = Fraction(1, self._sr)
@@ -164,8 +171,12 @@ class VideoWriter:
             self._audio_done += n
 
     def _mux(self, packets: Any) -> None:
-        for packet in packets:
-            self._container.mux(packet)
+        try:
+            for packet in packets:
+                self._container.mux(packet)
+        except OSError as exc:   # the disk filled up, the folder went away: say which file
+            raise PhospheneError(f"cannot write video {self.path}: {exc.strerror or exc}") \
+                from None
 
     # -- end ----------------------------------------------------------------------------------
 
@@ -184,7 +195,12 @@ class VideoWriter:
         except BaseException:
             self.abort()
             raise
-        os.replace(self._tmp, self.path)
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            # the video is complete: keep it under its temporary name rather than lose it
+            raise PhospheneError(f"cannot put the video in place as {self.path} "
+                                 f"({exc.strerror or exc}); it is kept as {self._tmp}") from None
 
     def abort(self) -> None:
         """Stop without producing a file (e.g. after an error or Ctrl-C)."""
@@ -193,7 +209,13 @@ class VideoWriter:
             self._container.close()
         except Exception:  # noqa: BLE001 - the partial file is deleted either way
             pass
-        self._tmp.unlink(missing_ok=True)
+        self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        try:
+            self._tmp.unlink(missing_ok=True)
+        except OSError:   # e.g. its folder is not writable (nothing was made there then)
+            pass
 
     @property
     def duration_s(self) -> float:

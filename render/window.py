@@ -7,10 +7,15 @@
         window.present(chain.canvas)
 
 Keys: ``f`` toggles fullscreen (on the chosen monitor), ``Esc`` or ``q`` quits, ``o`` shows or
-hides the fps / frame-time overlay. The canvas keeps its own size; the window fits it with
+hides the overlay (fps and frame time, and what the owner adds: ``set_overlay_lines``). The canvas keeps its own size; the window fits it with
 letterbox bars (the whole picture, bars where the aspect ratios differ), crop (fills the
 window, cuts the overhang) or stretch. When the window is exactly the canvas size, presenting is
 a 1:1 copy: the window shows the same pixels a headless render writes to a file.
+
+The window opens at the canvas size, or smaller with the canvas's aspect ratio where that does
+not fit its monitor's work area (the screen less panels and, with a window manager, the
+window's frame): a 1024x1024 canvas on a 1280x720 screen opens a 720x720 window, not one with
+304 rows off-screen.
 """
 
 from __future__ import annotations
@@ -51,6 +56,16 @@ def release_current_egl_context() -> None:
     egl.eglReleaseThread()
 
 
+def fit_window_size(canvas: tuple[int, int], area: tuple[int, int]) -> tuple[int, int]:
+    """The window size for ``canvas`` inside ``area`` (both (width, height)): the canvas size
+    if it fits, else the largest size with the canvas's aspect ratio that does."""
+    cw, ch = int(canvas[0]), int(canvas[1])
+    scale = min(1.0, area[0] / cw, area[1] / ch)
+    if scale >= 1.0:
+        return cw, ch
+    return max(1, int(cw * scale)), max(1, int(ch * scale))
+
+
 def fit_viewport(canvas: tuple[int, int], window: tuple[int, int],
                  fit: str) -> tuple[int, int, int, int]:
     """(x, y, width, height) of the canvas inside a window of the given size (GL viewport,
@@ -88,15 +103,17 @@ class Window:
             glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, 3)
             glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
             glfw.window_hint(glfw.OPENGL_FORWARD_COMPAT, True)
-            self._windowed_size = (int(size[0]), int(size[1]))
+            canvas = (int(size[0]), int(size[1]))
+            area = self._work_area()
+            opened = fit_window_size(canvas, area[2:]) if area is not None else canvas
+            self._windowed_size = opened
             self._windowed_pos: tuple[int, int] | None = None
             release_current_egl_context()  # glfw makes the new context current inside
-            self.window = glfw.create_window(size[0], size[1], title, None, None)
+            self.window = glfw.create_window(opened[0], opened[1], title, None, None)
             if not self.window:
                 raise PhospheneError("cannot open an OpenGL 3.3 window (glfw.create_window failed)")
-            if self._monitor is not None and monitor is not None:
-                mx, my = glfw.get_monitor_pos(self._monitor)
-                glfw.set_window_pos(self.window, mx + 40, my + 40)
+            if area is not None:
+                self._place_inside(area, canvas, opened, monitor is not None)
             glfw.make_context_current(self.window)
             glfw.swap_interval(1 if vsync else 0)
             self.ctx = moderngl.create_context()
@@ -110,6 +127,8 @@ class Window:
         self._present_vao = self.ctx.vertex_array(self._present_prog, [])
         self.overlay = TextOverlay(self.ctx)
         self.overlay_visible = overlay
+        self.overlay_lines: list[str] = []    # under the fps line (``set_overlay_lines``)
+        self._overlay_dirty = True
         self.clock = FrameClock()
         self._key_handlers: dict[int, Callable[[], None]] = {
             glfw.KEY_F: self.toggle_fullscreen,
@@ -121,6 +140,43 @@ class Window:
         if fullscreen:
             self.set_fullscreen(True)
         self._closed = False
+
+    # -- placement ----------------------------------------------------------------------------
+
+    def _work_area(self) -> tuple[int, int, int, int] | None:
+        """(x, y, width, height) of the monitor's work area, or None without a monitor."""
+        if self._monitor is None:
+            return None
+        x, y, w, h = self.glfw.get_monitor_workarea(self._monitor)
+        if w <= 0 or h <= 0:            # not reported: the monitor's whole mode
+            mode = self.glfw.get_video_mode(self._monitor)
+            if mode is None:
+                return None
+            (x, y), w, h = self.glfw.get_monitor_pos(self._monitor), mode.size.width, \
+                mode.size.height
+        return int(x), int(y), int(w), int(h)
+
+    def _place_inside(self, area: tuple[int, int, int, int], canvas: tuple[int, int],
+                      opened: tuple[int, int], chosen_monitor: bool) -> None:
+        """Keep the whole window, frame included, on its monitor's work area: shrink it (same
+        aspect) if its frame does not fit beside it, and move it there where it was shrunk or
+        the monitor was chosen (otherwise the window manager places it)."""
+        glfw = self.glfw
+        ax, ay, aw, ah = area
+        left, top, right, bottom = glfw.get_window_frame_size(self.window)
+        inner = (max(1, aw - left - right), max(1, ah - top - bottom))
+        size = fit_window_size(canvas, inner)
+        if size != opened:
+            glfw.set_window_size(self.window, *size)
+            self._windowed_size = size
+        if size != canvas:
+            log.info("window %dx%d: the %dx%d canvas, scaled to fit the monitor's %dx%d work "
+                     "area", size[0], size[1], canvas[0], canvas[1], aw, ah)
+        if size != canvas or chosen_monitor:
+            # 40 px in from the corner when there is room; centred where it is (nearly) full
+            x = ax + left + min(40, (inner[0] - size[0]) // 2)
+            y = ay + top + min(40, (inner[1] - size[1]) // 2)
+            glfw.set_window_pos(self.window, x, y)
 
     # -- input --------------------------------------------------------------------------------
 
@@ -148,6 +204,17 @@ class Window:
 
     def toggle_overlay(self) -> None:
         self.overlay_visible = not self.overlay_visible
+
+    def set_overlay_lines(self, lines: list[str]) -> None:
+        """What the overlay shows under the fps line (``render/overlay.py`` has the
+        conventions); drawn from the next frame on."""
+        if lines != self.overlay_lines:
+            self.overlay_lines = list(lines)
+            self._overlay_dirty = True
+
+    def set_overlay_levels(self, level: float, lamps: tuple[float, ...] = ()) -> None:
+        """The overlay's meter (0..1) and lamps (0..1 each), for every frame."""
+        self.overlay.set_levels(level, lamps)
 
     # -- fullscreen ---------------------------------------------------------------------------
 
@@ -211,10 +278,12 @@ class Window:
         self.ctx.disable(moderngl.BLEND)
         texture.use(0)
         self._present_vao.render(moderngl.TRIANGLES, vertices=3)
-        if self.clock.tick():
-            self.overlay.set_text(f"{self.clock.fps:5.1f} fps  {self.clock.frame_ms:5.2f} ms")
+        if self.clock.tick() or self._overlay_dirty:
+            self._overlay_dirty = False
+            self.overlay.set_lines([f"{self.clock.fps:5.1f} fps  {self.clock.frame_ms:5.2f} ms",
+                                    *self.overlay_lines])
         if self.overlay_visible:
-            self.overlay.draw(fb_size[1])
+            self.overlay.draw(fb_size[1], scale=2 if fb_size[1] >= 1440 else 1)
         self.ctx.viewport = (0, 0, *fb_size)
         shot = None
         if capture:

@@ -170,3 +170,34 @@ def test_ring_buffer_wraps_and_counts_overflow():
     stereo.write(np.ones((5, 2), np.float32))
     block = np.zeros((8, 2), np.float32)
     assert stereo.read_available_into(block) == 5
+
+
+def test_a_restarted_sound_server_is_a_loss_then_the_input_comes_back(pulse, tmp_path):
+    """The whole PulseAudio server goes away (a crash, a desktop session restart) and comes back
+    on the same socket: silence and one loss in between, then the input delivers again."""
+    from phosphene.live.audio.streams import AudioIn
+
+    tone = (0.25 * np.sin(2 * np.pi * 440 * np.arange(SR * 20) / SR)).astype(np.float32)
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, tone, SR)
+    with AudioIn("pulse", samplerate=SR, blocksize=256, retry_interval_s=1.0) as audio_in:
+        assert audio_in.wait_running(timeout=10)
+        player = pulse.play(wav)
+        assert np.abs(record(audio_in, 1.0)[-SR // 4:]).max() > 0.2
+        pulse.stop()                                   # the server is gone
+        player.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while not audio_in.lost and time.monotonic() < deadline:
+            record(audio_in, 0.2)
+        assert audio_in.lost and audio_in.losses == 1
+        during = record(audio_in, 1.0)
+        assert len(during) > 0 and np.abs(during).max() == 0.0   # the clock goes on, silent
+        pulse.start()                                  # back, same socket and sink
+        player = pulse.play(wav)
+        deadline = time.monotonic() + 20
+        while audio_in.lost and time.monotonic() < deadline:
+            record(audio_in, 0.2)
+        assert not audio_in.lost and audio_in.reconnects >= 1
+        after = record(audio_in, 1.5)
+        player.kill()
+    assert np.abs(after[-SR // 2:]).max() == pytest.approx(0.25, abs=0.02)

@@ -175,3 +175,84 @@ def test_bank_cli_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["bank", "remove", "../x", "--bank", str(bank_dir)])
     assert "not allowed" in capsys.readouterr().err
+
+
+def _drop_from_manifest(bank_dir, name):
+    """A hand edit of bank.json that leaves the file valid and drops one clip's entry."""
+    manifest = json.loads((bank_dir / "bank.json").read_text())
+    manifest["clips"] = [e for e in manifest["clips"] if e["name"] != name]
+    (bank_dir / "bank.json").write_text(json.dumps(manifest, indent=1))
+
+
+def test_clips_a_hand_edited_manifest_dropped_are_reported_and_repaired(tmp_path, caplog):
+    bank = Bank(tmp_path, create=True)
+    bank.add("kept", _tone(1.0, 48000), 48000, source={"backend": "test"})
+    entry = bank.add("dropped", _tone(1.5, 48000), 48000,
+                     source={"backend": "yourtts", "text": "bonjour"}, tags=["fr"])
+    _drop_from_manifest(tmp_path, "dropped")
+
+    with caplog.at_level(logging.WARNING):
+        reopened = Bank(tmp_path)
+        assert reopened.names() == ["kept"]
+        reopened.names()
+    warnings = [r.getMessage() for r in caplog.records if "not in bank.json" in r.getMessage()]
+    assert len(warnings) == 1 and "dropped.flac" in warnings[0]      # once, naming the file
+    assert "bank repair" in warnings[0]
+    assert reopened.orphans() == {"dropped": ["dropped.flac", "dropped.json"]}
+
+    assert [e.name for e in reopened.repair()] == ["dropped"]
+    assert reopened.get("dropped").model_dump() == entry.model_dump()   # lossless, sidecar
+    assert reopened.orphans() == {} and reopened.repair() == []
+
+
+def test_import_never_overwrites_an_orphan_silently(tmp_path):
+    bank = Bank(tmp_path, create=True)
+    bank.add("intro", _tone(1.0, 48000), 48000, source={"take": 1})
+    original = (tmp_path / "intro.flac").read_bytes()
+    _drop_from_manifest(tmp_path, "intro")
+    recording = tmp_path / "other.wav"
+    soundfile.write(recording, _tone(0.5, 48000, hz=880), 48000)
+
+    with pytest.raises(BankError, match=r"intro\.flac.*not in bank\.json.*--overwrite"):
+        Bank(tmp_path).import_file(recording, "intro")
+    assert (tmp_path / "intro.flac").read_bytes() == original
+    Bank(tmp_path).import_file(recording, "intro", overwrite=True)
+    assert Bank(tmp_path).get("intro").frames == 24000 and Bank(tmp_path).orphans() == {}
+
+
+def test_bank_cli_shows_orphans_refuses_import_and_repairs(tmp_path, capsys):
+    bank_dir = tmp_path / "bank"
+    recording = tmp_path / "take.wav"
+    soundfile.write(recording, _tone(1.0, 44100), 44100)
+    assert main(["bank", "import", str(recording), "--bank", str(bank_dir), "--name", "a"]) == 0
+    assert main(["bank", "import", str(recording), "--bank", str(bank_dir), "--name", "b"]) == 0
+    _drop_from_manifest(bank_dir, "b")
+    capsys.readouterr()
+
+    assert main(["bank", "list", "--bank", str(bank_dir)]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("b "))
+    assert "NOT IN bank.json" in line and "b.flac" in line
+    assert "bank repair" in out
+    assert main(["bank", "list", "--json", "--bank", str(bank_dir)]) == 0
+    captured = capsys.readouterr()
+    assert [e["name"] for e in json.loads(captured.out)] == ["a"]
+    assert "bank repair" in captured.err
+
+    assert main(["bank", "import", str(recording), "--bank", str(bank_dir), "--name", "b"]) == 1
+    err = capsys.readouterr().err
+    assert "b.flac" in err and "--overwrite" in err and "Traceback" not in err
+
+    assert main(["bank", "repair", "--bank", str(bank_dir)]) == 0
+    assert "b: listed again (from its sidecar)" in capsys.readouterr().out
+    assert Bank(bank_dir).names() == ["a", "b"]
+    assert main(["bank", "repair", "--bank", str(bank_dir)]) == 0
+    assert "nothing to repair" in capsys.readouterr().out
+
+
+def test_remove_deletes_an_orphans_files(tmp_path):
+    bank = Bank(tmp_path, create=True, compute_timeline=compute_timeline)
+    bank.add("gone", _tone(1.0, 48000), 48000, source={})
+    _drop_from_manifest(tmp_path, "gone")
+    Bank(tmp_path).remove("gone")
+    assert not list(tmp_path.glob("gone*")) and Bank(tmp_path).orphans() == {}

@@ -117,25 +117,6 @@ def test_help_imports_no_heavy_module():
     assert out.strip() == "[]"
 
 
-def test_library_code_never_imports_the_commands():
-    import ast
-    from pathlib import Path
-
-    import phosphene.live
-    import phosphene.models
-    import phosphene.render
-
-    offenders = []
-    for package in (phosphene.live, phosphene.models, phosphene.render):
-        for path in Path(package.__path__[0]).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                         [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-                offenders += [f"{path}: {n}" for n in names
-                              if n == "phosphene.cli" or n.startswith("phosphene.commands")]
-    assert offenders == []
-
-
 def test_live_compile_flag_reaches_the_engine_options():
     from phosphene.cli import build_parser
     from phosphene.commands.live import options_from_args

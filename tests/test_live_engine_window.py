@@ -15,6 +15,7 @@ import pytest
 
 from live_engine_helpers import tiny_generator, write_clicks, write_presets
 from phosphene.models.loading import save_generator
+from phosphene.render.overlay import MAX_BOX_H
 from xvfb_display import SCREEN, xdotool, xdotool_key, xvfb_display, xwd_screenshot
 
 SIZE = (64, 48)          # 4:3 canvas; the 32x32 generator frame is letterboxed into it
@@ -108,7 +109,7 @@ def test_live_in_a_window_shows_the_show_takes_keys_and_quits_cleanly(xvfb, tmp_
         scale = SCREEN[0] / SIZE[0]
         bars = screen[:, :int(BAR * scale) - 8]
         picture = screen[:, int(BAR * scale) + 8:-int(BAR * scale) - 8]
-        assert np.ptp(bars[60:]) <= 2              # (below the overlay's corner)
+        assert np.ptp(bars[MAX_BOX_H + 16:]) <= 2  # (below the overlay's box)
         assert picture.mean() > 10 and picture.std() > 5
 
         xdotool_key("q")                   # quit: the run ends, the report is written

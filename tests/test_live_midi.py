@@ -164,3 +164,34 @@ def test_devices_listing_is_quiet_without_a_midi_system(tmp_path):
     assert "ALSA lib" not in text
     assert subprocess.run(["pgrep", "-f", env["JACK_DEFAULT_SERVER"]],
                           capture_output=True).returncode != 0
+
+
+def test_an_exception_in_the_midi_thread_restarts_it_and_midi_still_works(controller):
+    """Fault injection: the routing thread fails once; it is restarted (counted) and the next
+    CC still arrives."""
+    from phosphene.supervision import Supervisor
+
+    out, port = controller
+    preset, _ = load_preset("default")
+    ctx = context_for(preset)
+    midi_in = MidiInput(MidiRouter.from_preset(preset, lambda: ctx), port, api="jack",
+                        clock=lambda: 0)
+    midi_in.supervisor = Supervisor()
+    with midi_in:
+        get = midi_in._incoming.get
+        calls = {"n": 0}
+
+        def failing_get(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 1:     # the routing thread's next wait fails
+                raise RuntimeError("injected MIDI fault")
+            return get(*args, **kwargs)
+
+        midi_in._incoming.get = failing_get
+        time.sleep(0.3)
+        out.send(mido.Message("control_change", channel=0, control=1, value=64))
+        first = wait_events(midi_in, 1)
+        out.send(mido.Message("control_change", channel=0, control=1, value=127))
+        second = wait_events(midi_in, 1)
+    assert midi_in.supervisor.restarts == {"midi": 1}
+    assert [e.args for e in first + second] == [(64 / 127 * 2.0,), (2.0,)]

@@ -91,7 +91,7 @@ def test_status_is_answered_to_oscdump(server):
         dump.terminate()
         dump.wait(timeout=TIMEOUT_S)
     words = line.split()        # oscdump: <timetag> <address> <types> <values...>
-    assert words[1:3] == ["/phosphene/status", "ffffs"]
+    assert words[1:3] == ["/phosphene/status", "ffffsii"]
     assert "default" in line and "59.5" in line and "128" in line
 
 

@@ -8,11 +8,18 @@ preallocated buffers and costs the same every hop (the tempo re-estimate every
 
 Signal path per hop::
 
-    block -> NaN guard -> DC blocker -> RMS dBFS -> gate (noise floor) -> slow AGC gain
+    block -> sanitize (finite, in [-1, 1]) -> DC blocker -> RMS dBFS -> gate (noise floor)
+          -> slow AGC gain
           -> STFT frame (window_ms, Hann) -> |X| -> SuperFlux onset strength -> peak picker
                                            -> low/mid/high band energies -> envelopes
                                            -> spectral centroid, flatness
           band-wise flux (tempo accent) -> tempo / beat phase tracker
+
+Numerics: the analyzer must survive any input for hours, including digital silence after
+sound, where every decaying state (the DC blocker, the envelopes) would otherwise sink into
+subnormal numbers -- slow, and one hop's energy divided by the hop length rounds to 0.0. So no
+logarithm on this path takes a value that can be zero (``power_db`` and the explicit floors
+below), and decaying states are flushed to exact zero below ``FLUSH_BELOW``.
 """
 
 from __future__ import annotations
@@ -23,9 +30,11 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from scipy.signal import lfilter, lfilter_zi
 
+from phosphene.audio_file import sanitize_audio
 from phosphene.errors import PhospheneError
 from phosphene.live.analysis.settings import AnalyzerSettings
-from phosphene.live.analysis.envelopes import EnvelopeFollower, SlowGain, smoothing_retain
+from phosphene.live.analysis.envelopes import (FLUSH_BELOW, EnvelopeFollower, SlowGain,
+                                               smoothing_retain)
 from phosphene.live.analysis.features import FeatureFrame
 from phosphene.live.analysis.onsets import OnlinePeakPicker, SuperFlux
 from phosphene.live.analysis.tap_tempo import TapTempo
@@ -33,6 +42,16 @@ from phosphene.live.analysis.tempo import TempoTracker
 
 MIN_SAMPLE_RATE = 4000
 MAX_SAMPLE_RATE = 384000
+
+# A mean square below this reads as silence (-inf dBFS): 1e-30 is -300 dBFS, far below any
+# converter's noise (24 bits: -144 dBFS) yet far above where float64 loses precision.
+SILENT_POWER = 1e-30
+
+
+def power_db(power: float) -> float:
+    """``10 log10(power)`` (a mean square, 1.0 = full scale) in dB; ``-inf`` for silence --
+    a power below ``SILENT_POWER``, zero included -- so the log never sees 0.0."""
+    return 10.0 * math.log10(power) if power >= SILENT_POWER else -math.inf
 
 
 def fft_size_for(window_ms: float, sample_rate: int) -> int:
@@ -144,17 +163,20 @@ class Analyzer:
             raise ValueError(f"analyzer expects blocks of {self.hop_length} mono samples, "
                              f"got shape {block.shape}")
         hop[:] = block
-        energy = float(hop.dot(hop))
-        if not math.isfinite(energy):
-            # a broken driver or file: treat the bad samples as silence, keep going
-            np.nan_to_num(hop, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        if not math.isfinite(float(hop.dot(hop))):
             self.nonfinite_hops += 1
+        # a broken driver or file: the bad samples become silence, and nothing reaches the
+        # filters beyond full scale; the show keeps going (the entry points sanitize too)
+        sanitize_audio(hop, out=hop)
         if self._dc_b is not None:
             filtered, self._dc_zi = lfilter(self._dc_b, self._dc_a, hop, zi=self._dc_zi)
+            if abs(self._dc_zi[0]) < FLUSH_BELOW:
+                # after sound, digital silence leaves the blocker ringing down toward
+                # subnormals for seconds: stop it at exact zero
+                self._dc_zi[0] = 0.0
         else:
             filtered = hop
-        energy = float(filtered.dot(filtered))
-        rms_dbfs = 10.0 * math.log10(energy / self.hop_length) if energy > 0.0 else -math.inf
+        rms_dbfs = power_db(float(filtered.dot(filtered)) / self.hop_length)
 
         # STFT frame: shift in the new hop, window, magnitude spectrum
         frame = self._frame
@@ -183,6 +205,8 @@ class Analyzer:
             flux = accent = 0.0
         onset = self._picker.process(flux)
         self._odf_peak = max(flux, self._odf_peak * self._odf_peak_coef)
+        if self._odf_peak < FLUSH_BELOW:
+            self._odf_peak = 0.0
         onset_strength = min(flux / self._odf_peak, 1.0) if self._odf_peak > 1e-9 else 0.0
 
         # level (normalised dB scale, then attack/release)

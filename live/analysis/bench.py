@@ -12,6 +12,9 @@ import time
 
 import numpy as np
 
+from phosphene.live.analysis.analyzer import Analyzer, fft_size_for
+from phosphene.live.analysis.settings import AnalyzerSettings
+
 
 def bench_audio(sample_rate: int, seconds: float, seed: int = 0) -> np.ndarray:
     """A drum loop in light noise: representative spectral content for the analyzer."""
@@ -30,9 +33,6 @@ def bench_audio(sample_rate: int, seconds: float, seed: int = 0) -> np.ndarray:
 
 def time_analyzer(x: np.ndarray, sample_rate: int, hop_length: int) -> float:
     """Mean microseconds per hop of ``Analyzer.process`` over ``x``."""
-    from phosphene.live.analysis.analyzer import Analyzer
-    from phosphene.live.analysis.settings import AnalyzerSettings
-
     analyzer = Analyzer(sample_rate, AnalyzerSettings(hop_length=hop_length))
     n_hops = len(x) // hop_length
     blocks = [x[i * hop_length:(i + 1) * hop_length] for i in range(n_hops)]
@@ -58,9 +58,6 @@ def time_librosa_onset_strength(x: np.ndarray, sample_rate: int, hop_length: int
 
 def run_bench(sample_rate: int = 48000, seconds: float = 20.0,
               hops: tuple[int, ...] = (256, 512)) -> list[dict]:
-    from phosphene.live.analysis.analyzer import fft_size_for
-    from phosphene.live.analysis.settings import AnalyzerSettings
-
     x = bench_audio(sample_rate, seconds)
     n_fft = fft_size_for(AnalyzerSettings().window_ms, sample_rate)
     rows = []

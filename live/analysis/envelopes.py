@@ -16,6 +16,11 @@ from __future__ import annotations
 
 import math
 
+# A decaying state (filter memory, envelope) below this is set to exactly 0.0: as an amplitude
+# it is -600 dBFS, no sound at all, and it keeps every value far from the subnormal range
+# (below ~2.2e-308), where arithmetic is slow and a quotient can round to zero.
+FLUSH_BELOW = 1e-30
+
 
 def smoothing_retain(dt_s: float, time_constant_s: float) -> float:
     """Fraction of the distance to the target a one-pole smoother still has to go after
@@ -45,7 +50,10 @@ class EnvelopeFollower:
 
     def process(self, x: float) -> float:
         a = self._attack if x > self.value else self._release
-        self.value = x + a * (self.value - x)
+        value = x + a * (self.value - x)
+        # released to silence, the value would sink through the subnormals for ever: a value
+        # this small (far below anything a parameter can show) is zero
+        self.value = value if abs(value) >= FLUSH_BELOW else 0.0
         return self.value
 
 

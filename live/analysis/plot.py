@@ -34,13 +34,16 @@ def plot_analysis(result: FileAnalysis, out_path: str | Path) -> Path:
                  f"{result.tempo_bpm:.1f} BPM", fontsize=11)
 
     ax = axes[0]
-    x = result.signal
-    step = max(1, len(x) // 20000)  # envelope of the waveform, cheap to draw
-    n = len(x) // step * step
+    # envelope of the waveform from each hop's min/max (the analysis keeps no signal), merged
+    # into at most ~20000 columns: cheap to draw
+    step = max(1, result.n_hops // 20000)
+    n = result.n_hops // step * step
     if n:
-        blocks = x[:n].reshape(-1, step)
-        tx = (np.arange(blocks.shape[0]) * step + step / 2) / sr
-        ax.fill_between(tx, blocks.min(axis=1), blocks.max(axis=1), color="0.35", lw=0)
+        lo = result.wave_min[:n].reshape(-1, step).min(axis=1)
+        hi = result.wave_max[:n].reshape(-1, step).max(axis=1)
+        hop = result.hop_length
+        tx = (np.arange(len(lo)) * step + step / 2) * hop / sr
+        ax.fill_between(tx, lo, hi, color="0.35", lw=0)
     _shade(ax, t, gated, "gated (below noise floor)")
     ax.set_ylabel("waveform")
     ax.set_ylim(-1.05, 1.05)

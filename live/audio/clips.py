@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from phosphene.errors import PhospheneError
+from phosphene.models.bank.loudness import resample
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,12 @@ class ClipPlayer:
         cached = self._cache.get(name)
         if cached is not None:
             return cached
-        from phosphene.models.bank.loudness import resample
-
         samples, rate = self.bank.load_audio(name)     # validates the name, raises BankError
+        if not np.isfinite(samples).all():
+            # a hand-made file the bank lists (``bank add`` refuses such audio): NaN would reach
+            # the analyzer with the clip (the output itself is made safe in AudioOut)
+            log.warning("clip %s: NaN or infinite samples set to silence", name)
+            samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
         samples = resample(samples, int(rate), self.sample_rate)
         if samples.shape[1] != self.channels:
             mono = samples.mean(axis=1, keepdims=True)

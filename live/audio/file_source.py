@@ -1,9 +1,10 @@
 """Audio files as a block source: the same hop-sized mono blocks a live input delivers.
 
 The file is read by ``phosphene.audio_file.load_audio`` (libsndfile, or FFmpeg for MP3, AAC, a
-video's audio track). Blocks come as fast as the consumer takes them (offline analysis,
-rendering) or paced to the wall clock (``realtime=True``, for rehearsing a set from a
-recording).
+video's audio track), which sanitizes it: every block is finite and within [-1, 1]. Offline
+analysis of long files streams instead (``AudioFileStream.mono_hops``: the same blocks).
+Blocks come as fast as the consumer takes them (rendering) or paced to the wall clock
+(``realtime=True``, for rehearsing a set from a recording).
 """
 
 from __future__ import annotations
@@ -31,13 +32,16 @@ class FileSource:
     def duration_s(self) -> float:
         return len(self.mono) / self.sample_rate
 
-    def blocks(self, hop_length: int, realtime: bool = False) -> Iterator[np.ndarray]:
+    def blocks(self, hop_length: int, realtime: bool = False,
+               start_sample: int = 0) -> Iterator[np.ndarray]:
         """Yield consecutive blocks of ``hop_length`` samples; the last one is zero-padded.
-        With ``realtime``, each block is released no earlier than it would arrive live."""
+        With ``realtime``, each block is released no earlier than it would arrive live.
+        ``start_sample`` (a multiple of the hop): where to go on from (a restarted reader)."""
         x = self.mono
         n_blocks = -(-len(x) // hop_length)
-        start = time.monotonic()
-        for k in range(n_blocks):
+        first = start_sample // hop_length
+        start = time.monotonic() - first * hop_length / self.sample_rate
+        for k in range(first, n_blocks):
             block = x[k * hop_length:(k + 1) * hop_length]
             if len(block) < hop_length:
                 block = np.concatenate([block, np.zeros(hop_length - len(block), np.float32)])

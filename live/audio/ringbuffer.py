@@ -92,6 +92,12 @@ class RingBuffer:
             return 0
         return self.read_into(out[:n])
 
+    def discard(self, frames: int) -> int:
+        """Drop up to ``frames`` of the oldest unread frames (consumer side); returns how many."""
+        n = max(0, min(int(frames), self._written - self._read))
+        self._read += n
+        return n
+
     def clear(self) -> None:
         """Drop unread frames (consumer side)."""
         self._read = self._written

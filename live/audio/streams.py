@@ -24,7 +24,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from phosphene.errors import PhospheneError
+from phosphene.supervision import Supervisor
 from phosphene.live.audio import devices
+from phosphene.live.audio.limiter import safe_for_output
 from phosphene.live.audio.ringbuffer import RingBuffer
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class _SupervisedStream:
         self._lock = threading.Lock()       # guards open/close; never taken by the callback
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
+        self.supervisor: Supervisor | None = None     # the engine's, or one of its own
         self.lost = False                   # True while the device is gone
         self.losses = 0                     # times the device went away
         self.reconnects = 0                 # times it came back
@@ -72,8 +75,11 @@ class _SupervisedStream:
         with self._lock:
             self._open()
         self._stop.clear()
-        self._supervisor = threading.Thread(target=self._supervise, daemon=True,
-                                            name=f"phosphene-audio-{self.kind}-supervisor")
+        # the device watchdog itself runs supervised: if it fails it is restarted, so a lost
+        # device is still noticed and reopened
+        self.supervisor = self.supervisor or Supervisor()
+        self._supervisor = self.supervisor.thread(
+            f"audio-{self.kind}", self._supervise, should_stop=self._stop.is_set)
         self._supervisor.start()
         return self
 
@@ -276,20 +282,57 @@ class AudioIn(_SupervisedStream):
 
 
 class AudioOut(_SupervisedStream):
-    """Output stream fed through a ring buffer: the engine pushes mixed blocks with ``write``;
-    the callback plays what is there and pads with silence (counted in ``underflows`` when a
-    block ran short mid-play)."""
+    """Output stream fed through a ring buffer: the engine pushes mixed blocks with ``play``
+    (or ``write``); the callback plays what is there and pads with silence (counted in
+    ``underflows`` when a block ran short mid-play). Every sample is made finite and
+    soft-limited on the way in (``limiter.safe_for_output``), so nothing non-finite or at full
+    scale reaches a speaker, whatever the caller hands over.
+
+    How much may wait in the queue (the output's latency beyond the device buffer) is a
+    policy, because a sound server does stall: PulseAudio (ALSA ``pulse`` plugin) takes 0.6 to
+    1.9 s to restart a stream after an underrun under CPU load, and the same at every open.
+    Skipping new blocks once 0.1 s was queued lost everything played during such a stall and
+    after it (3.75 of 7.85 s of clips heard in one run). Instead, so a clip plays out whole:
+
+    - a block that must come out whole (``play(block, droppable=False)``: one with clip audio)
+      is always queued: after a stall the clip goes on where it stopped, late by the stall,
+      instead of losing what was played meanwhile;
+    - the latency is won back in the other blocks: silence, or a live monitor (the
+      ``--audio-file`` alone, which must stay in time with the picture) is not queued while
+      more than ``queue_s`` waits (``skipped_blocks``);
+    - a hard bound, ``max_queue_s``: above it the callback drops the *oldest* frames
+      (``dropped_s``), so the output is never more than that late, even after stall upon
+      stall during one long clip.
+
+    The stall timeout is 5 s (not the input's 1 s): a server that is merely slow resumes by
+    itself, while a sink that really went away (unloaded, server gone) makes the PortAudio
+    stream inactive, which the supervisor notices at once. Declaring a loss on a slow server
+    closed the stream, cleared what was queued, and reopened after another 1 s plus a start-up
+    stall: three times the audio lost for nothing.
+    """
 
     kind = "output"
 
     def __init__(self, device: int | str | None = None, samplerate: float | None = None,
                  blocksize: int = 256, channels: int | None = None,
-                 latency: str | float = "low", buffer_s: float = 1.0,
-                 retry_interval_s: float = 1.0, stall_timeout_s: float = 1.0):
+                 latency: str | float = "low", buffer_s: float | None = None,
+                 retry_interval_s: float = 1.0, stall_timeout_s: float = 5.0,
+                 queue_s: float = 0.1, max_queue_s: float = 2.5):
+        if not 0 < queue_s <= max_queue_s:
+            raise PhospheneError(f"output queue bounds must satisfy 0 < queue_s <= max_queue_s, "
+                                 f"got {queue_s} and {max_queue_s}")
+        # the ring holds more than the bound, so a stall fills it without refusing new blocks;
+        # the callback trims it to the bound when the stream resumes
+        buffer_s = max_queue_s + 1.5 if buffer_s is None else max(buffer_s, max_queue_s)
         super().__init__(device, samplerate, blocksize, latency, channels, buffer_s,
                          retry_interval_s, stall_timeout_s)
         self._ring = RingBuffer(self._buffer_frames, channels=self.channels)
+        self._queue_frames = int(queue_s * self.samplerate)
+        self._max_queue_frames = int(max_queue_s * self.samplerate)
         self.underflows = 0
+        self.dropped_frames = 0        # oldest frames dropped to keep within max_queue_s
+        self.skipped_blocks = 0        # droppable blocks not queued, to win latency back
+        self.blocks_while_lost = 0     # blocks handed over while the device was gone
 
     def _make_stream(self, index: int):
         import sounddevice as sd
@@ -298,10 +341,13 @@ class AudioOut(_SupervisedStream):
                                blocksize=self.blocksize, channels=self.channels, dtype="float32",
                                latency=self.latency, callback=self._callback)
 
-    # The audio thread. Copy, pad, count, return.
+    # The audio thread. Trim, copy, pad, count, return.
     def _callback(self, outdata, frames, time_info, status) -> None:
         if status:
             self.status_flags += 1
+        excess = self._ring.available() - self._max_queue_frames
+        if excess > 0:    # back from a long stall: drop the oldest, keep the bound
+            self.dropped_frames += self._ring.discard(excess)
         n = self._ring.read_available_into(outdata)
         if n < frames:
             outdata[n:] = 0.0
@@ -312,10 +358,24 @@ class AudioOut(_SupervisedStream):
     def _on_lost(self) -> None:
         self._ring.clear()  # the callback is gone, so this thread may act as the consumer
 
+    def play(self, block: np.ndarray, droppable: bool = True) -> int:
+        """The live path: queue ``block`` (as ``write``) unless the device is gone (nothing
+        would play it; a stale queue would play late when it returns), or the output is behind
+        and the block is ``droppable`` or silent (see the class comment). Returns frames
+        queued."""
+        if self.lost or self._stream is None:
+            self.blocks_while_lost += 1
+            return 0
+        if self._ring.available() > self._queue_frames and (droppable or _is_silent(block)):
+            self.skipped_blocks += 1
+            return 0
+        return self.write(block)
+
     def write(self, block: np.ndarray) -> int:
         """Queue ``block`` — ``(frames,)`` mono (sent to every channel) or ``(frames,
-        channels)`` — without waiting. Returns frames queued: all, or 0 if it does not fit."""
-        block = np.asarray(block, dtype=np.float32)
+        channels)`` — without waiting, made finite and soft-limited. Returns frames queued:
+        all, or 0 if it does not fit."""
+        block = safe_for_output(block)
         if block.ndim == 1:
             block = np.repeat(block[:, None], self.channels, axis=1)
         if block.ndim != 2 or block.shape[1] != self.channels:
@@ -327,7 +387,9 @@ class AudioOut(_SupervisedStream):
         """``write``, waiting up to ``timeout`` for room (not for the audio thread to use)."""
         frames = block.shape[0]
         deadline = time.monotonic() + timeout
-        while self._ring.free() < frames and time.monotonic() < deadline:
+        room = min(self._ring.capacity, self._max_queue_frames)   # the callback trims above
+        while (self._ring.available() + frames > room
+               and time.monotonic() < deadline):
             time.sleep(self.blocksize / self.samplerate / 2 or 0.002)
         return self.write(block)
 
@@ -335,4 +397,12 @@ class AudioOut(_SupervisedStream):
         return self._ring.available()
 
     def stats(self) -> dict:
-        return {**super().stats(), "underflows": self.underflows}
+        return {**super().stats(), "underflows": self.underflows,
+                "dropped_s": self.dropped_frames / self.samplerate,
+                "skipped_blocks": self.skipped_blocks,
+                "blocks_while_lost": self.blocks_while_lost}
+
+
+def _is_silent(block: np.ndarray) -> bool:
+    """Nothing audible in ``block`` (all below -80 dBFS; NaN counts as nothing)."""
+    return not bool(np.any(np.abs(block) > 1e-4))

@@ -7,7 +7,7 @@ So the engine has one event queue and one way to apply events.
 
 MIDI learn: ``arm_learn(name)`` (from ``/phosphene/midi/learn NAME`` or a key); the next CC
 binds to that parameter and ``on_learn`` is called with the binding, which the engine saves
-into the preset file with ``save_cc_binding`` (comments and the rest of the file preserved).
+into the preset file with ``save_cc_binding`` (only the binding's lines change).
 
 ``api`` picks rtmidi's backend: ``None`` = its default (ALSA on Linux), ``"jack"`` = JACK MIDI
 (what the tests use with ``jackd -d dummy``), ``"alsa"``, ``"coremidi"``, ``"winmm"``.
@@ -27,7 +27,9 @@ from typing import Any, Callable
 
 from phosphene.errors import PhospheneError
 from phosphene.live.show.events import ControlEvent
+from phosphene.live.control.preset_text import with_cc_binding
 from phosphene.live.control.routes import NamespaceContext, Rejected, validate
+from phosphene.supervision import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +205,7 @@ class MidiInput:
         self.router, self.port_spec, self.api, self.clock = router, port, api, clock
         self.events: queue.Queue[ControlEvent] = events if events is not None else queue.Queue()
         self.ports: list = []
+        self.supervisor: Supervisor | None = None     # the engine's, or one of its own
 
     def open(self) -> "MidiInput":
         backend = midi_backend(self.api)
@@ -218,7 +221,8 @@ class MidiInput:
             raise PhospheneError(f"MIDI input {self.port_spec!r} not found; available: "
                                  f"{', '.join(names) or 'none'} (or 'all')")
         self._incoming: queue.Queue = queue.Queue()
-        self._worker = threading.Thread(target=self._route_loop, name="phosphene-midi", daemon=True)
+        supervisor = self.supervisor or Supervisor()
+        self._worker = supervisor.thread("midi", self._route_loop)
         self._worker.start()
         for name in chosen:
             self.ports.append(backend.open_input(name, callback=self._on_message))
@@ -258,31 +262,21 @@ class MidiInput:
         self.close()
 
 
-def save_cc_binding(preset_path: str | Path, binding: CCBinding) -> None:
-    """Write a learned CC binding into the preset file's ``midi.cc`` list, keeping comments,
-    key order and everything else (ruamel.yaml round trip), atomically."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
+def save_cc_binding(preset_path: str | Path, binding: CCBinding, *,
+                    before_write: Callable[[str], None] | None = None) -> str:
+    """Write a learned CC binding into the preset file's ``midi.cc`` list, atomically. Only
+    the binding's lines change (an entry it replaces goes, the new one is added after the
+    others); the rest of the file stays byte for byte (``preset_text``). ``before_write`` is
+    called with the new text just before the file is replaced (the preset watcher learns
+    that this save is phosphene's own). Returns the new text."""
     path = Path(preset_path)
-    yaml = YAML()      # round-trip mode
-    data = yaml.load(path.read_text(encoding="utf-8"))
-    midi = data.get("midi")
-    if midi is None:
-        midi = data["midi"] = CommentedMap()
-    cc = midi.get("cc")
-    if cc is None:
-        cc = midi["cc"] = CommentedSeq()
-    keep = [e for e in cc if not (e.get("control") == binding.control
-                                  and e.get("channel") in (None, binding.channel))]
-    entry = CommentedMap()
-    entry["control"] = binding.control
-    if binding.channel is not None:
-        entry["channel"] = binding.channel
-    entry["target"] = binding.target
-    entry.fa.set_flow_style()
-    cc[:] = keep + [entry]
+    # newline="" everywhere: the file's own line endings are kept
+    with path.open("r", encoding="utf-8", newline="") as f:
+        text = with_cc_binding(f.read(), binding.control, binding.target, binding.channel)
+    if before_write is not None:
+        before_write(text)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        yaml.dump(data, f)
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        f.write(text)
     tmp.replace(path)
+    return text

@@ -6,8 +6,10 @@ stamped with the audio sample index from a ``clock`` callable. ``/phosphene/stat
 answered directly from the server thread with what the engine's ``status`` callable returns.
 A bad packet or message is counted per address, logged once per address (a packet that is not
 valid OSC: once per kind of problem), answered on ``/phosphene/error`` to the sender, and never
-raised: the show goes on. Packets are parsed by ``osc_wire``, never by python-osc's own
-dispatch, whose parser logs a line per broken packet.
+raised: the show goes on. Each queued event carries its sender (``reply_to``), so a failure
+found later, on the analysis thread, is answered the same way (``reply_error``). Packets are
+parsed by ``osc_wire``, never by python-osc's own dispatch, whose parser logs a line per broken
+packet.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pythonosc.osc_server import BlockingOSCUDPServer
 
 from phosphene.live.show.events import ControlEvent
 from phosphene.live.control.routes import NamespaceContext, Rejected, validate
+from phosphene.supervision import Supervisor
 from phosphene.live.control.osc_wire import MalformedPacket, parse_packet
 
 log = logging.getLogger(__name__)
@@ -126,30 +129,34 @@ class OscRouter(Dispatcher):
 
     def _malformed(self, client: tuple[str, int], kind: str, detail: str) -> None:
         self.stats.reject(MALFORMED, f"{kind} from {client[0]}: {detail}", kind=kind)
-        self._reply_error(client, MALFORMED, f"packet is not valid OSC ({kind}: {detail})")
+        self.reply_error(client, MALFORMED, f"packet is not valid OSC ({kind}: {detail})")
 
     def _handle(self, address: str, args: list[Any], client: tuple[str, int]) -> None:
         try:
             route, converted = validate(address, args, self.context())
         except Rejected as exc:
             self.stats.reject(address, str(exc))
-            self._reply_error(client, address, str(exc))
+            self.reply_error(client, address, str(exc))
             return
         self.stats.accept(address)
         if route.pattern == "/phosphene/status":
             reply_to = (client[0], converted[0]) if converted else client
             self._reply_status(reply_to)
             return
-        self.events.put(ControlEvent(int(self.clock()), address, converted, "osc"))
+        # the sender goes with the event: an action that fails later (an unknown preset or
+        # clip) is answered on /phosphene/error too (``OscServer.reply_error``)
+        self.events.put(ControlEvent(int(self.clock()), address, converted, "osc",
+                                     reply_to=client))
 
     def _reply_status(self, client: tuple[str, int]) -> None:
         info = self.status() if self.status else {}
         self._send(client, build_message(
             "/phosphene/status", float(info.get("fps", 0.0)), float(info.get("frame_ms", 0.0)),
             float(info.get("generator_fps", 0.0)), float(info.get("tempo_bpm", 0.0)),
-            str(info.get("preset", ""))))
+            str(info.get("preset", "")), int(info.get("thread_restarts", 0)),
+            int(info.get("errors", 0))))
 
-    def _reply_error(self, client: tuple[str, int], address: str, reason: str) -> None:
+    def reply_error(self, client: tuple[str, int], address: str, reason: str) -> None:
         self._send(client, build_message("/phosphene/error", address[:200], reason[:500]))
 
     def _send(self, client: tuple[str, int], data: bytes) -> None:
@@ -184,23 +191,33 @@ class OscServer:
         except OSError:
             pass
         self._thread: threading.Thread | None = None
+        self.supervisor: Supervisor | None = None     # the engine's, or one of its own
+        self._stopping = False
 
     @property
     def address(self) -> tuple[str, int]:
         return self._server.server_address[:2]
+
+    def reply_error(self, client: tuple[str, int], address: str, reason: str) -> None:
+        """Answer ``client`` on ``/phosphene/error`` (any thread): a message it sent was valid
+        but what it asked for failed later (``ControlEvent.reply_to``)."""
+        self.router.reply_error(client, address, reason)
 
     def _sendto(self, data: bytes, client: tuple[str, int]) -> None:
         # replies leave from the server's own socket, so they come from the port clients know
         self._server.socket.sendto(data, client)
 
     def start(self) -> "OscServer":
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="phosphene-osc", daemon=True)
+        supervisor = self.supervisor or Supervisor()
+        self._thread = supervisor.thread(
+            "osc", lambda: self._server.serve_forever(poll_interval=0.1),
+            should_stop=lambda: self._stopping)
         self._thread.start()
         log.info("OSC listening on %s:%d", *self.address)
         return self
 
     def stop(self) -> None:
+        self._stopping = True
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join(timeout=5)

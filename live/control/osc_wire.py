@@ -51,7 +51,7 @@ def _message(data: bytes) -> osc_message.OscMessage:
     try:
         _address, index = osc_types.get_string(data, 0)
         if index < len(data):
-            tags, _ = osc_types.get_string(data, index)
+            tags, index = osc_types.get_string(data, index)
             if not tags.startswith(","):
                 raise MalformedPacket("bad type tags", "the type tag string must start with ','")
             unknown = sorted(set(tags[1:]) - SUPPORTED_TAGS)
@@ -59,9 +59,41 @@ def _message(data: bytes) -> osc_message.OscMessage:
                 raise MalformedPacket("unknown argument type",
                                       f"argument type(s) {''.join(unknown)!r} are not OSC types "
                                       f"this server reads ({''.join(sorted(SUPPORTED_TAGS))})")
+            _check_arguments(data, index, tags[1:])
         return osc_message.OscMessage(data)
     except _READ_ERRORS as exc:
         raise MalformedPacket("bad message", _reason(exc)) from None
+
+
+def _check_arguments(data: bytes, index: int, tags: str) -> None:
+    """Every argument the type tags announce must be there in full: python-osc reads a float
+    from no bytes as 0.0 and from 3 bytes as whatever they pad to, so a truncated packet
+    would set a value nobody sent."""
+    for number, tag in enumerate(tags, start=1):
+        if tag in _FIXED_SIZE:
+            size = _FIXED_SIZE[tag]
+        elif tag == "s":
+            end = data.find(b"\x00", index)
+            if end < 0:
+                raise MalformedPacket("truncated", f"argument {number} ('s') has no end")
+            size = (end - index) // 4 * 4 + 4           # the string, its NUL, padded to 4
+        elif tag == "b":
+            if index + 4 > len(data):
+                raise MalformedPacket("truncated", f"argument {number} ('b') has no size")
+            length = struct.unpack(">i", data[index:index + 4])[0]
+            if length < 0:
+                raise MalformedPacket("bad message", f"argument {number} ('b') has size {length}")
+            size = 4 + (length + 3) // 4 * 4
+        else:                                           # T F N [ ]: no data
+            size = 0
+        if index + size > len(data):
+            raise MalformedPacket("truncated", f"argument {number} ({tag!r}) needs {size} "
+                                  f"bytes, {len(data) - index} left")
+        index += size
+
+
+# bytes of data per argument type tag (strings and blobs say their own size)
+_FIXED_SIZE = {"i": 4, "f": 4, "r": 4, "m": 4, "h": 8, "d": 8, "t": 8}
 
 
 def _bundle_messages(data: bytes, depth: int):

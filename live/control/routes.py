@@ -12,8 +12,12 @@ Each route has a *scope* that says who carries it out:
 - ``action``: what is loaded or played (presets, clips, MIDI learn); the handler calls the
   running engine's ``Actions``. A replay has none: their outcome is in the recording (the
   recorded audio holds the clips, ``preset/loaded`` the switch).
-- ``replay``: a recorded outcome (``preset/loaded``), carried out on the show where the action
-  was; never accepted from the network.
+
+  A ``show`` route may also have a live side, ``action`` (the blackout stops the clips): it
+  runs with the action events, the show part with the show events, and a replay does the
+  show part only.
+- ``replay``: a recorded outcome (``preset/loaded``, ``preset/edited``), carried out on the show
+  where the action was; never accepted from the network.
 - ``reply``: answered by the OSC server itself (``status``).
 
 Placeholders in patterns match one address segment and are checked against the running scene:
@@ -31,8 +35,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
-from phosphene.live.show.events import PRESET_LOADED, ControlEvent
+from phosphene.live.show.events import PRESET_EDITED, PRESET_LOADED, ControlEvent
 from phosphene.live.show.params import ParameterSpec
+from phosphene.live.show.safety import BLACKOUT_IN_S, BLACKOUT_OUT_S
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +69,16 @@ class Arg:
         return f"[{text}]" if self.optional else text
 
 
+class ActionFailed(Exception):
+    """An action that could not be done (a preset that does not load, an unknown clip, MIDI
+    learn without MIDI); ``str()`` says why. Raised by ``Actions``; ``perform`` hands it to
+    ``on_error``, where the engine logs and counts it and answers the sender on
+    ``/phosphene/error``. The show goes on."""
+
+
 class Actions(Protocol):
-    """What a running engine does for the ``action`` routes (``runtime/actions.py``)."""
+    """What a running engine does for the ``action`` routes (``runtime/actions.py``). A method
+    that cannot do what was asked raises ``ActionFailed`` saying why."""
 
     def load_preset(self, name: str) -> None: ...
     def step_preset(self, step: int) -> None: ...
@@ -74,6 +87,8 @@ class Actions(Protocol):
     def stop_all_clips(self) -> None: ...
     def learn_midi(self, parameter: str) -> None: ...
     def cancel_midi_learn(self) -> None: ...
+    def blackout(self, on: bool | None) -> None: ...
+    def panic(self) -> None: ...
 
 
 # handler(target, bound placeholders, arguments, the event); the target is the Show for
@@ -88,6 +103,9 @@ class Route:
     help: str = ""
     scope: str = "show"                   # show | action | replay | reply (module doc)
     handler: Handler | None = None
+    # a ``show`` route's live side (the blackout stops the clips): called with the Actions
+    # before the show events of the hop, only where there are Actions (never in a replay)
+    action: Handler | None = None
 
     @property
     def segments(self) -> list[str]:
@@ -142,8 +160,26 @@ NAMESPACE: tuple[Route, ...] = (
           "action", lambda act, b, a, e: act.learn_midi(str(a[0]))),
     Route(f"{P}/midi/cancel", (), "cancel a pending MIDI learn",
           "action", lambda act, b, a, e: act.cancel_midi_learn()),
+    # performer safety: no argument toggles (the window's keys b, z)
+    Route(f"{P}/blackout", (Arg("on", "i", 0, 1, optional=True),),
+          f"1: fade the picture to black ({BLACKOUT_OUT_S:g} s) and stop every clip; 0: fade the "
+          f"picture back in ({BLACKOUT_IN_S:g} s; clips stay stopped); none: toggle (key b). "
+          "The analysis and the show go on underneath",
+          handler=lambda show, b, a, e: show.blackout(bool(a[0]) if a else None),
+          action=lambda act, b, a, e: act.blackout(bool(a[0]) if a else None)),
+    Route(f"{P}/panic", (),
+          "black at once, every clip stopped, a freeze released, MIDI learn cancelled, every "
+          "effect back to the preset's values and switches (key p); "
+          f"{P}/blackout 0 (or b) brings the picture back",
+          handler=lambda show, b, a, e: show.panic(),
+          action=lambda act, b, a, e: act.panic()),
+    Route(f"{P}/freeze", (Arg("on", "i", 0, 1, optional=True),),
+          "1: hold the picture (latents and effects; the blackout still acts) while the "
+          "analysis and the show go on; 0: show the live state again; none: toggle (key z)",
+          handler=lambda show, b, a, e: show.freeze(bool(a[0]) if a else None)),
     Route(f"{P}/status", (Arg("reply_port", "i", 1, 65535, optional=True),),
-          "reply /phosphene/status fps frame_ms generator_fps tempo_bpm preset to the sender "
+          "reply /phosphene/status fps frame_ms generator_fps tempo_bpm preset thread_restarts "
+          "errors to the sender "
           "(or to REPLY_PORT on the sender's host)", "reply"),
 )
 
@@ -153,13 +189,19 @@ RECORDED: tuple[Route, ...] = (
                           Arg("base_dir", "s")),
           "a preset switch as it happened, with the preset's full YAML", "replay",
           lambda show, b, a, e: show.switch_to_recorded(*a)),
+    Route(PRESET_EDITED, (Arg("name", "s"), Arg("yaml", "s"), Arg("crossfade_s", "f", 0, math.inf)),
+          "an edit of the running preset's file applied live (live values kept), with the "
+          "edited preset's full YAML", "replay",
+          lambda show, b, a, e: show.edit_to_recorded(*a)),
 )
 
 # Replies phosphene sends (documented with the namespace).
 REPLIES: tuple[Route, ...] = (
     Route(f"{P}/status", (Arg("fps", "f", 0, math.inf), Arg("frame_ms", "f", 0, math.inf),
                           Arg("generator_fps", "f", 0, math.inf), Arg("tempo_bpm", "f", 0, 300),
-                          Arg("preset", "s")), "answer to /phosphene/status"),
+                          Arg("preset", "s"), Arg("thread_restarts", "i", 0, math.inf),
+                          Arg("errors", "i", 0, math.inf)),
+          "answer to /phosphene/status: thread restarts and errors counted since the start"),
     Route(f"{P}/error", (Arg("address", "s"), Arg("reason", "s")),
           "answer to a rejected message: what was wrong"),
 )
@@ -232,6 +274,8 @@ def perform(events: Iterable[ControlEvent], show: Any, actions: Actions | None =
             continue
         route, bound = found[0], dict(found[1])
         if route.scope == "show":
+            if route.action is not None and actions is not None:
+                _call(route, actions, bound, event, on_error, route.action)
             later.append((route, bound, event))
         elif route.scope == "replay":
             _call(route, show, bound, event, on_error)
@@ -242,11 +286,13 @@ def perform(events: Iterable[ControlEvent], show: Any, actions: Actions | None =
 
 
 def _call(route: Route, target: Any, bound: dict, event: ControlEvent,
-          on_error: Callable[[ControlEvent, Exception], None] | None) -> None:
+          on_error: Callable[[ControlEvent, Exception], None] | None,
+          handler: Handler | None = None) -> None:
+    acting = route.scope == "action" or handler is not None   # on the Actions
     try:
-        route.handler(target, bound, tuple(event.args), event)
+        (handler or route.handler)(target, bound, tuple(event.args), event)
     except (ValueError, IndexError, KeyError, TypeError) as exc:
-        if route.scope == "action" and on_error is not None:
+        if acting and on_error is not None:
             on_error(event, exc)
         # a stale show event is dropped: validated upstream, the show goes on
     except Exception as exc:  # noqa: BLE001 - one bad event must not stop the show

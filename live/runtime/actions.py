@@ -7,7 +7,12 @@ MIDI threads validate against (replaced whole, an atomic assignment, never mutat
 MIDI bindings.
 
 Nothing here may stop the show: a preset that does not load, a clip that does not exist, a
-learn without MIDI are logged, counted in the report (``errors``) and the show goes on.
+learn without MIDI raise ``ActionFailed``; the engine logs it, counts it in the report
+(``errors``) and answers the sender on ``/phosphene/error``, and the show goes on.
+
+A save of the running preset's file is applied as an edit (``Show.edit_preset``): what the
+performer set live stays, what changed in the file applies. MIDI learn's own save of a binding
+is no reload at all (the watcher is told the text before it is written).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 from phosphene.errors import PhospheneError
 from phosphene.live.control.midi import MidiRouter, save_cc_binding
-from phosphene.live.control.routes import NamespaceContext
+from phosphene.live.control.routes import ActionFailed, NamespaceContext
 from phosphene.live.runtime.report import ErrorLog
 from phosphene.live.show.catalog import PresetCatalog
 from phosphene.live.show.presets import Preset, PresetWatcher, shipped_presets
@@ -64,17 +69,22 @@ class LiveActions:
             preset, path = self.catalog.load(name)
             self.install(preset, path)
         except PhospheneError as exc:
-            log.error("preset %s not loaded, the running one stays: %s", name, exc)
-            self.errors.add("/phosphene/preset/load", str(exc))
+            raise ActionFailed(f"preset {name} not loaded, the running one stays: {exc}") \
+                from None
 
     def step_preset(self, step: int) -> None:
-        self.load_preset(self.catalog.neighbour(self.show.preset.name, step))
+        # by file, not by the preset's name: a copied preset often keeps the original's name
+        try:
+            name = self.catalog.neighbour(self.path, step)
+        except PhospheneError as exc:
+            raise ActionFailed(str(exc)) from None
+        self.load_preset(name)
 
     def play_clip(self, name: str, gain: float, sample_index: int) -> None:
         if self.clips is None:
-            self._refuse("/phosphene/clip/play", "no clip bank (start with --bank DIR)")
-        elif not self.clips.play(name, gain, at_sample=max(sample_index, self.block_start)):
-            self.errors.add("/phosphene/clip/play", f"clip {name!r} could not be played")
+            raise ActionFailed("no clip bank (start with --bank DIR)")
+        if not self.clips.play(name, gain, at_sample=max(sample_index, self.block_start)):
+            raise ActionFailed(f"clip {name!r} could not be played")
 
     def stop_clip(self, name: str) -> None:
         if self.clips is not None:
@@ -86,25 +96,37 @@ class LiveActions:
 
     def learn_midi(self, parameter: str) -> None:
         if self.midi is None:
-            self._refuse("/phosphene/midi/learn", "no MIDI input (start with --midi PORT|all)")
-        else:
+            raise ActionFailed("no MIDI input (start with --midi PORT|all)")
+        try:
             self.midi.router.arm_learn(parameter)
+        except PhospheneError as exc:
+            raise ActionFailed(str(exc)) from None
 
     def cancel_midi_learn(self) -> None:
         if self.midi is not None:
             self.midi.router.cancel_learn()
 
-    def _refuse(self, address: str, reason: str) -> None:
-        log.warning("%s ignored: %s", address, reason)
-        self.errors.add(address, reason)
+    def blackout(self, on: bool | None) -> None:
+        """The blackout's live side: going to black stops every clip (coming back does not
+        restart them). Runs before the hop's show events (``routes.perform``), so a toggle
+        (``on=None``) reads the show's blackout as it is before this event."""
+        if on is None:
+            on = not self.show.blacked_out
+        if on:
+            self.stop_all_clips()
+            log.info("blackout: clips stopped")
+
+    def panic(self) -> None:
+        """The panic's live side: every clip stopped, a pending MIDI learn cancelled."""
+        self.stop_all_clips()
+        self.cancel_midi_learn()
+        log.warning("panic: picture black, clips stopped, effects back to the preset's")
 
     # -- presets ----------------------------------------------------------------------------------
     def install(self, preset: Preset, path: Path, crossfade_s: float | None = None) -> None:
         """Switch the show to ``preset`` (from ``path``) and everything that follows it."""
         self.show.switch_preset(preset, crossfade_s, base_dir=path.parent)
-        if preset.model != self.preset.model and not self.model_fixed:
-            log.warning("preset %s names model %s; the show keeps %s", preset.name,
-                        preset.model, self.model_source)
+        self._check_model(preset)
         self.preset, self.path = preset, path
         self.watcher = PresetWatcher(path, preset)
         self.context = namespace_context(preset)      # replaced whole: read by other threads
@@ -116,9 +138,34 @@ class LiveActions:
         log.info("preset %s (crossfade %.1f s)", preset.name,
                  preset.crossfade_ms / 1000.0 if crossfade_s is None else crossfade_s)
 
+    def _check_model(self, preset: Preset) -> None:
+        # against the model actually running (not the previous preset's: two presets naming
+        # the same model are no news); the generator is never swapped during a show
+        if preset.model != self.model_source and not self.model_fixed:
+            log.warning("preset %s names model %s; the show keeps %s", preset.name,
+                        preset.model, self.model_source)
+
+    def apply_edit(self, preset: Preset) -> None:
+        """The running preset's file was saved with ``preset``: the show applies what changed
+        and keeps what the performer set live (``Show.edit_preset``); the namespace, MIDI
+        bindings and clip gain follow the file. A pending MIDI learn stays armed."""
+        self.show.edit_preset(preset, RELOAD_CROSSFADE_S)
+        self._check_model(preset)
+        self.preset = preset
+        self.context = namespace_context(preset)      # replaced whole: read by other threads
+        if self.midi is not None:
+            learning = self.midi.router.learning
+            router = self.midi_router(preset)
+            if learning is not None and learning in self.context.parameters:
+                router.arm_learn(learning)
+            self.midi.router = router
+        if self.clips is not None:
+            self.clips.gain = preset.clips.gain
+        log.info("preset %s edited: changes applied, live values kept", preset.name)
+
     def poll_preset_file(self) -> None:
-        """Hot reload: a save of the running preset's file is applied; a broken one is
-        logged and the running preset stays."""
+        """Hot reload: a save of the running preset's file is applied as an edit (live values
+        kept); a broken one is logged and the running preset stays."""
         try:
             preset = self.watcher.poll()
         except Exception as exc:  # noqa: BLE001 - a file system hiccup must not stop the show
@@ -129,19 +176,20 @@ class LiveActions:
             self.watcher.error = None
         if preset is not None:
             try:
-                self.install(preset, self.path, crossfade_s=RELOAD_CROSSFADE_S)
+                self.apply_edit(preset)
             except PhospheneError as exc:
                 log.error("reloaded preset not applied: %s", exc)
                 self.errors.add("preset reload", str(exc))
 
     def on_learn(self, binding) -> None:
-        """A MIDI-learned CC: saved into the preset file (never into a shipped one)."""
-        path = self.path
+        """A MIDI-learned CC (MIDI thread): saved into the preset file (never into a shipped
+        one). The watcher knows the save is ours: no reload, the live values stay."""
+        path, watcher = self.path, self.watcher
         shipped_dir = Path(str(importlib.resources.files("phosphene.presets")))
         if path.parent.resolve() == shipped_dir.resolve() and path.stem in shipped_presets():
             log.warning("MIDI learn: CC %d -> %s works for this run; not saved into the shipped "
                         "preset %s (copy it to a folder of your own to keep bindings)",
                         binding.control, binding.target, path.name)
             return
-        save_cc_binding(path, binding)
+        save_cc_binding(path, binding, before_write=watcher.expect_own_save)
         log.info("MIDI learn: CC %d -> %s saved into %s", binding.control, binding.target, path)

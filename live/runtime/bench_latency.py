@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from phosphene.live.runtime.engine import Engine, EngineOptions
+
 
 def _click_track(path: Path, sr: int, clicks: int, interval_s: float) -> list[float]:
     import soundfile as sf
@@ -38,8 +40,6 @@ def _click_track(path: Path, sr: int, clicks: int, interval_s: float) -> list[fl
 def run_latency_bench(*, model: str = "builtin:abstract", device: str | None = None,
                       size: tuple[int, int] = (512, 512), fps: float = 60.0, clicks: int = 12,
                       interval_s: float = 0.6, sample_rate: int = 48000) -> dict:
-    from phosphene.live.runtime.engine import Engine, EngineOptions
-
     frames = []
     with tempfile.TemporaryDirectory(prefix="phosphene-bench-") as tmp:
         wav = Path(tmp) / "clicks.wav"

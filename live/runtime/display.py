@@ -18,8 +18,11 @@ from typing import Any
 import numpy as np
 
 from phosphene.errors import PhospheneError
+from phosphene.live.runtime.overlay_info import OverlayFeed
 from phosphene.render.context import create_headless_context
+from phosphene.live.runtime.governor import DisplayGovernor
 from phosphene.render.driver import ChainDriver
+from phosphene.render.window import Window  # glfw itself is imported when a window opens
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,11 @@ KEY_ADDRESSES = {"KEY_SPACE": "/phosphene/keyframe/next",
                  "KEY_C": "/phosphene/keyframe/capture",
                  "KEY_T": "/phosphene/tempo/tap",
                  "KEY_RIGHT": "/phosphene/preset/next",
-                 "KEY_LEFT": "/phosphene/preset/prev"}
+                 "KEY_LEFT": "/phosphene/preset/prev",
+                 # performer safety: without an argument, blackout and freeze toggle
+                 "KEY_B": "/phosphene/blackout",
+                 "KEY_P": "/phosphene/panic",
+                 "KEY_Z": "/phosphene/freeze"}
 
 
 def pace_period(window, period: float) -> float:
@@ -67,17 +74,19 @@ def run_display(engine, *, on_frame: Callable[[PresentedFrame], None] | None = N
     if o.headless:
         ctx = create_headless_context()
     else:
-        from phosphene.render.window import Window  # glfw: only when a window is asked for
-
         window = Window(size, title=f"phosphene — {preset.name}", monitor=o.monitor,
-                        fullscreen=o.fullscreen, overlay=o.overlay)
+                        fullscreen=o.fullscreen, overlay=o.overlay, fit=o.fit)
         ctx = window.ctx
         for key, address in KEY_ADDRESSES.items():
             window.on_key(getattr(window.glfw, key),
                           lambda a=address: engine.post(a, origin="key"))
+    overlay = OverlayFeed(engine) if window is not None else None
     driver = ChainDriver(ctx, size, engine.sample_rate)
     period = 1.0 / (o.fps or preset.output.fps)
     pace_s = pace_period(window, period)
+    # the display's budget: when the generator falls behind, draw less often, then smaller
+    governor = DisplayGovernor(pace_s)
+    engine.governor = governor
     engine.display_info = {"mode": "headless" if window is None else "window",
                            "canvas": list(size), "rate_cap_hz": 1.0 / pace_s}
     recorder = engine.recorder
@@ -109,6 +118,7 @@ def run_display(engine, *, on_frame: Callable[[PresentedFrame], None] | None = N
                 time.sleep(period)
                 continue
             if window is not None:
+                overlay.frame(window, now)
                 window.present(canvas)
             else:
                 ctx.finish()          # the frame is really drawn, as a swap would wait
@@ -116,7 +126,8 @@ def run_display(engine, *, on_frame: Callable[[PresentedFrame], None] | None = N
             if recorder is not None:     # what a replay needs to draw this frame again
                 recorder.write_frame(index, state.sample_index, driver.frame_sample,
                                      driver.previous_sample, driver.frame_id or 0,
-                                     driver.crossfade_position)
+                                     driver.crossfade_position,
+                                     canvas=None if driver.size == size else driver.size)
             engine.frame_times.add(presented)
             engine.latency.presented(presented, state.sample_index, driver.frame_sample)
             if on_frame is not None:
@@ -124,16 +135,24 @@ def run_display(engine, *, on_frame: Callable[[PresentedFrame], None] | None = N
                 on_frame(PresentedFrame(index, presented, state, driver.frame_sample, pixels))
             index += 1
             engine.ready.set()
+            # how far the GAN frame on screen lags the one the show asks for (not the clock: a
+            # frozen show holds an old request, and that is not the generator falling behind)
+            gan_age_s = None if driver.frame_sample is None else \
+                (state.request.sample_index - driver.frame_sample) / engine.sample_rate
+            frame_period = governor.after_frame(presented, presented - now, gan_age_s)
+            if governor.scaled(size) != driver.size:     # drawn smaller (or back up)
+                driver.resize(governor.scaled(size))
             # pace to the display rate (headless; a window whose swap does not wait)
-            next_due = max(next_due + pace_s, presented - pace_s)
+            next_due = max(next_due + frame_period, presented - frame_period)
             delay = next_due - time.monotonic()
             if delay > 0:
                 engine.wait_stop(delay)
     finally:
+        engine.display_info["budget"] = governor.summary()
         driver.release()
         if window is not None:
             engine.display_info.update(window=list(window.framebuffer_size),
-                                       fullscreen=window.fullscreen,
+                                       fullscreen=window.fullscreen, fit=window.fit,
                                        overlay=window.overlay_visible,
                                        refresh_hz=window.refresh_hz)
             window.close()

@@ -14,6 +14,13 @@ Threads (DESIGN.md, "Data flow"); one clock, the audio sample index:
 - **OSC server**, **MIDI input**: validate and queue events (their own threads).
 - **display** (``display.run_display``, the caller's thread: main for a window).
 
+Every one of these threads runs supervised (``phosphene.supervision``): an exception is logged
+once, counted in the report and on ``/phosphene/status``, and the thread goes on from the state
+its owner kept (the clock, the mailbox, the socket) within a few tens of milliseconds. An
+analyzer that keeps failing is replaced by a fresh one at the same clock, and until then the
+picture runs on the show's own clock. A show that ends says why (``report["ended"]``): a clean
+end (duration, end of file, quit) or a fault (``clean: false``: the CLI exits non-zero).
+
 The pipeline itself (preset -> analyzer -> generator -> show) is the ``Session`` an offline
 render and a replay use too; the engine only adds the threads, the devices and the surfaces.
 Nothing from the outside may stop the show: bad packets are counted by the OSC server, failed
@@ -33,26 +40,46 @@ from typing import Any, Callable
 
 import numpy as np
 
+from phosphene.audio_file import sanitize_audio
 from phosphene.errors import PhospheneError
+from phosphene.live.audio.clips import ClipPlayer
+from phosphene.live.audio.file_source import FileSource
+# the streams and MIDI modules import sounddevice and mido inside their open calls, so nothing
+# here touches PortAudio or rtmidi unless a device or --midi is asked for
+from phosphene.live.audio.streams import AudioIn, AudioOut
+from phosphene.live.control.midi import MidiInput
+from phosphene.live.control.osc_server import OscServer
+from phosphene.live.control.routes import ActionFailed
 from phosphene.live.runtime.actions import LiveActions
 from phosphene.live.runtime.display import PresentedFrame, run_display
+from phosphene.live.runtime.recording import Recorder
 from phosphene.live.runtime.report import (ErrorLog, FrameTimes, OnsetLatency, build_report,
                                            percentiles_ms, write_report)
 from phosphene.live.runtime.session import (Session, ShowSource, analyzer_settings,
                                             open_generator, source_from_preset)
 from phosphene.live.runtime.worker import GeneratorWorker
 from phosphene.live.show.events import ControlEvent
+from phosphene.supervision import Supervisor
+from phosphene.models.bank import Bank
+from phosphene.models.stylegan2.fast import compile_for_live
 
 log = logging.getLogger(__name__)
 
 PRESET_POLL_S = 0.5          # how often (audio time) a preset file is checked for a new save
-# Most clip audio queued for the output. A sound server may stall an output stream for a second
-# or two after it opens; writing on regardless would fill the ring and leave every clip that
-# late for the rest of the show. Above this, blocks are skipped (counted) until it catches up.
+# Output queue beyond the device buffer: above OUTPUT_QUEUE_S blocks without clip audio are
+# skipped (the latency a sound server's stall added is won back there; the monitored file stays
+# in time with the picture), above OUTPUT_MAX_QUEUE_S the oldest audio is dropped; a block with
+# clip audio is never skipped, so a clip plays out whole (AudioOut has the reasons).
 OUTPUT_QUEUE_S = 0.1
+OUTPUT_MAX_QUEUE_S = 2.5
+# An analyzer failing this many hops in a row is replaced by a fresh one (same settings, same
+# clock); meanwhile the show advances on its own clock.
+ANALYZER_FAILURES_BEFORE_RESET = 3
+# A display failing this many times in a row, each at once, ends the show (the window is gone).
+DISPLAY_RESTARTS_BEFORE_GIVING_UP = 5
 # Device buffer of the output. Clips tolerate a little latency far better than dropouts, and
 # a sound server's output stream under CPU load stalls less with some buffer.
-OUTPUT_LATENCY_S = 0.05
+OUTPUT_LATENCY_S = 0.15
 
 
 @dataclass
@@ -71,6 +98,7 @@ class EngineOptions:
     midi_api: str | None = None               # rtmidi API (None: platform default)
     monitor: int | None = None
     fullscreen: bool = False
+    fit: str = "letterbox"                    # how the canvas fills the window / screen
     headless: bool = False
     duration_s: float | None = None
     audio_file: Path | None = None
@@ -106,6 +134,10 @@ class Engine:
         self.frame_times = FrameTimes()
         self.latency = OnsetLatency()
         self.counters = _Counters()
+        self.supervisor = Supervisor(on_failure=lambda name, exc: self.errors.add(
+            f"thread {name}", f"{type(exc).__name__}: {exc}"))
+        self.ended: dict[str, Any] | None = None   # why the show ended (for the report)
+        self._analyzer_failures = 0              # in a row
         self.ready = threading.Event()           # set once the first frame is on screen
         self._stop = threading.Event()
         self._analysis_done = threading.Event()
@@ -131,13 +163,17 @@ class Engine:
         self._started_at = 0.0
         self._wall_s = 0.0
         self.audio_started_at: float | None = None
-        self.output_skipped = 0                  # output blocks skipped to bound latency
         self.display_info: dict[str, Any] = {}   # how the picture was shown (for the report)
 
     # -- public -----------------------------------------------------------------------------------
-    def stop(self) -> None:
+    def stop(self, reason: str = "stopped") -> None:
         """Ask the run to end (any thread)."""
+        self._end(reason)
         self._stop.set()
+
+    def _end(self, reason: str, clean: bool = True) -> None:
+        if self.ended is None:            # the first reason is the one that counts
+            self.ended = {"reason": reason, "clean": clean}
 
     @property
     def stopping(self) -> bool:
@@ -171,11 +207,27 @@ class Engine:
     def run(self) -> dict:
         try:
             self._setup()
-            run_display(self, on_frame=self.on_frame, capture_pixels=self.capture_pixels)
+            self._display()
         finally:
             self._stop.set()
             self._teardown()
         return self.report()
+
+    def _display(self) -> None:
+        """The display loop, supervised once the show is on screen (before that a window
+        that cannot open is a plain error: there is no show to keep going)."""
+        finished = self.supervisor.run(
+            "display", lambda: run_display(self, on_frame=self.on_frame,
+                                           capture_pixels=self.capture_pixels),
+            should_stop=self._stop.is_set, fatal=lambda exc: not self.ready.is_set(),
+            give_up_after=DISPLAY_RESTARTS_BEFORE_GIVING_UP)
+        if not finished:
+            failure = self.supervisor.snapshot()["failures"][-1]["error"]
+            self._end(f"the display failed and could not be restarted: {failure}", clean=False)
+        elif self._analysis_done.is_set():
+            self._end("the audio ended")
+        else:
+            self._end("the window was closed")
 
     # -- set-up -----------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -187,8 +239,6 @@ class Engine:
         self._open_audio_output(settings.hop_length)
         generator = self._open_generator(source)
         if o.record is not None:
-            from phosphene.live.runtime.recording import Recorder
-
             self.recorder = Recorder(
                 o.record, self.sample_rate, preset_text=path.read_text(encoding="utf-8"),
                 preset_name=preset.name, model_source=self.model_source,
@@ -202,9 +252,6 @@ class Engine:
         self.state = self.session.show.state()
 
         if o.bank is not None:
-            from phosphene.live.audio.clips import ClipPlayer
-            from phosphene.models.bank import Bank
-
             channels = self._audio_out.channels if self._audio_out is not None else 2
             self.clips = ClipPlayer(Bank(o.bank), self.sample_rate, channels, preset.clips.gain)
             self.clips.preload()
@@ -214,29 +261,30 @@ class Engine:
         if o.osc_port is not None:
             self._start_osc()
         if o.midi:
-            from phosphene.live.control.midi import MidiInput  # rtmidi: only when asked for
-
             self.midi = MidiInput(self.actions.midi_router(preset), o.midi, api=o.midi_api,
-                                  clock=lambda: self.clock, events=self.events).open()
+                                  clock=lambda: self.clock, events=self.events)
+            self.midi.supervisor = self.supervisor
+            self.midi.open()
             self.actions.midi = self.midi
             self._midi_ports = [p.name for p in self.midi.ports]
 
-        self.worker = GeneratorWorker(generator.generate).start()
+        self.worker = GeneratorWorker(generator.generate, supervisor=self.supervisor).start()
         self.worker.submit(self.state.request)
-        self._analysis = threading.Thread(target=self._analysis_guard, name="phosphene-analysis",
-                                          daemon=True)
+        self._analysis = self.supervisor.thread("analysis", self._analysis_loop,
+                                                should_stop=self._stop.is_set,
+                                                on_exit=self._analysis_done.set)
         self._start_audio()
         self._started_at = time.monotonic()
         self._analysis.start()
 
     def _start_osc(self) -> None:
-        from phosphene.live.control.osc_server import OscServer
-
         o = self.options
         try:
             self.osc = OscServer(o.osc_host, o.osc_port, clock=lambda: self.clock,
                                  context=lambda: self.actions.context, status=self._status,
-                                 events=self.events).start()
+                                 events=self.events)
+            self.osc.supervisor = self.supervisor
+            self.osc.start()
         except OSError as exc:
             raise PhospheneError(f"cannot listen for OSC on {o.osc_host}:{o.osc_port}: "
                                  f"{exc.strerror or exc}") from None
@@ -244,14 +292,10 @@ class Engine:
     def _open_audio_source(self, hop_length: int) -> None:
         o = self.options
         if o.audio_file is not None:
-            from phosphene.live.audio.file_source import FileSource
-
             self._file = FileSource(o.audio_file)
             self.sample_rate = self._file.sample_rate
             self.audio_source_name = f"file:{self._file.path}"
             return
-        from phosphene.live.audio.streams import AudioIn  # PortAudio: only for a device
-
         self._audio_in = AudioIn(o.input, samplerate=o.sample_rate, blocksize=hop_length)
         self.sample_rate = self._audio_in.samplerate
         self.audio_source_name = f"input:{self._audio_in.device_name}"
@@ -265,11 +309,10 @@ class Engine:
         wanted = o.output is not None
         if not (wanted or o.bank is not None or o.audio_file is not None):
             return
-        from phosphene.live.audio.streams import AudioOut
-
         try:
             self._audio_out = AudioOut(o.output, samplerate=self.sample_rate,
-                                       blocksize=hop_length, latency=OUTPUT_LATENCY_S)
+                                       blocksize=hop_length, latency=OUTPUT_LATENCY_S,
+                                       queue_s=OUTPUT_QUEUE_S, max_queue_s=OUTPUT_MAX_QUEUE_S)
         except PhospheneError as exc:
             if wanted:
                 raise
@@ -279,6 +322,7 @@ class Engine:
         for stream in (self._audio_in, self._audio_out):
             if stream is None:
                 continue
+            stream.supervisor = self.supervisor
             try:
                 stream.start()
             except PhospheneError:
@@ -295,8 +339,6 @@ class Engine:
         if generator.device.type == "cpu":
             _leave_a_core_for_the_display()
         if o.compile or source.preset.generator.compile:
-            from phosphene.models.stylegan2.fast import compile_for_live
-
             live = compile_for_live(generator.G)
             generator.synthesis = live
             self.synthesis_info = {"compiled": live.compiled, "reason": live.reason}
@@ -304,21 +346,15 @@ class Engine:
         return generator
 
     # -- the analysis thread --------------------------------------------------------------------
-    def _analysis_guard(self) -> None:
-        try:
-            self._analysis_loop()
-        except Exception as exc:  # noqa: BLE001 - reported; the display loop ends the run
-            log.exception("analysis loop failed")
-            self.errors.add("analysis", f"{type(exc).__name__}: {exc}")
-        finally:
-            self._analysis_done.set()
-
     def _blocks(self):
         hop = self.session.hop_length
         # a file is released in real time from now: its sample s is "heard" at this + s / sr
         self.audio_started_at = time.monotonic()
         if self._file is not None:
-            yield from self._file.blocks(hop, realtime=True)
+            # a restarted analysis thread goes on where the clock is, not from the top
+            yield from self._file.blocks(hop, realtime=True, start_sample=self.clock)
+            if not self._stop.is_set():
+                self._end("the audio file ended")
             return
         audio_in = self._audio_in
         out = np.empty(hop, dtype=np.float32)
@@ -340,15 +376,18 @@ class Engine:
             block_start = self.clock
             actions.block_start = block_start
             session.route(self._drain_events(), actions, self._event_failed)
-            np.copyto(analysis_in, block)
+            # what the analyzer and a recording hear: finite, within full scale (a broken
+            # driver or file must not reach either)
+            sanitize_audio(block, out=analysis_in)
             clip = self.clips.mix(block_start, hop) if self.clips is not None else None
             if self._audio_out is not None:
                 self._play_out(block if self._file is not None else None, clip)
             if clip is not None and session.show.preset.clips.feed_analyzer:
                 analysis_in += clip.mean(axis=1)
+                sanitize_audio(analysis_in, out=analysis_in)
             if self.recorder is not None:
                 self.recorder.write_audio(analysis_in)
-            frame, state = session.advance(analysis_in)
+            frame, state = self._advance(analysis_in)
             self.clock = frame.sample_index
             self.state = state
             self.worker.submit(state.request)
@@ -359,22 +398,37 @@ class Engine:
                 next_poll = frame.sample_index + int(PRESET_POLL_S * sr)
                 actions.poll_preset_file()
             if limit is not None and frame.sample_index >= limit:
+                self._end("the --duration was reached")
                 break
+
+    def _advance(self, block: np.ndarray):
+        """One hop through the session; an analyzer that fails does not stop the picture."""
+        try:
+            result = self.session.advance(block)
+        except Exception as exc:  # noqa: BLE001 - the show goes on without the analyzer
+            self._analyzer_failures += 1
+            if self.errors.add("analyzer", f"{type(exc).__name__}: {exc}"):
+                log.exception("analyzer failed; the picture goes on on its own clock")
+            if self._analyzer_failures >= ANALYZER_FAILURES_BEFORE_RESET:
+                log.warning("analyzer failed %d hops in a row: starting a fresh one",
+                            self._analyzer_failures)
+                self.session.reset_analyzer()
+                self._analyzer_failures = 0
+            return self.session.advance_without_audio()
+        self._analyzer_failures = 0
+        return result
 
     def _play_out(self, file_block: np.ndarray | None, clip: np.ndarray | None) -> None:
         out = self._audio_out
         if file_block is None and clip is None:
             return                        # the output callback pads with silence
-        if out.queued_frames() > OUTPUT_QUEUE_S * self.sample_rate:
-            self.output_skipped += 1
-            return
         if clip is None:
             mixed = file_block
         elif file_block is None:
             mixed = clip
         else:
             mixed = clip + file_block[:, None]
-        out.write(np.clip(mixed, -1.0, 1.0))
+        out.play(mixed, droppable=clip is None)   # made finite and limited there, the one place
 
     def _drain_events(self) -> list[ControlEvent]:
         """Everything queued since the last hop (counted by where it came from)."""
@@ -392,8 +446,15 @@ class Engine:
             events.append(event)
 
     def _event_failed(self, event: ControlEvent, exc: Exception) -> None:
-        log.error("control event %s failed: %s: %s", event.address, type(exc).__name__, exc)
-        self.errors.add(event.address, f"{type(exc).__name__}: {exc}")
+        """An event that failed after validation (an action refused, a handler that raised):
+        logged once per address and reason, counted, and answered to an OSC sender."""
+        refused = isinstance(exc, ActionFailed)
+        reason = str(exc) if refused else f"{type(exc).__name__}: {exc}"
+        if self.errors.add(event.address, reason):
+            (log.warning if refused else log.error)("control event %s failed: %s",
+                                                    event.address, reason)
+        if event.reply_to is not None and self.osc is not None:
+            self.osc.reply_error(event.reply_to, event.address, reason)
 
     # -- status and report ------------------------------------------------------------------------
     def _status(self) -> dict:
@@ -404,7 +465,9 @@ class Engine:
         show = self.show
         return {"fps": fps, "frame_ms": frame_ms, "generator_fps": gen_fps,
                 "tempo_bpm": show.controls.tempo_bpm if show is not None else 0.0,
-                "preset": show.preset.name if show is not None else ""}
+                "preset": show.preset.name if show is not None else "",
+                "thread_restarts": self.supervisor.total_restarts,
+                "errors": len(self.errors)}
 
     def _teardown(self) -> None:
         self._wall_s = time.monotonic() - self._started_at if self._started_at else 0.0
@@ -439,7 +502,7 @@ class Engine:
         else:
             audio["overflows"] = 0
         if self._audio_out is not None:
-            audio["output"] = {**self._audio_out.stats(), "skipped_blocks": self.output_skipped}
+            audio["output"] = self._audio_out.stats()
         osc = self.osc.stats.snapshot() if self.osc is not None else {"accepted": {},
                                                                          "rejected": {}}
         if self.osc is not None:
@@ -466,10 +529,13 @@ class Engine:
             osc=osc, midi=midi, keys={"events": self.counters.key_events}, clips=clips,
             display=dict(self.display_info),
             preset_switches=self.actions.switches,
+            threads=self.supervisor.snapshot(),
+            ended=dict(self.ended) if self.ended else {"reason": "running", "clean": True},
             errors=self.errors.entries(),
             final={"preset": state.preset_name, "keyframe": state.request.keyframe,
                    "parameters": dict(state.values),
-                   "effects_enabled": dict(state.effects_enabled)})
+                   "effects_enabled": dict(state.effects_enabled),
+                   "blackout": state.blackout, "frozen": state.frozen})
 
 
 def _leave_a_core_for_the_display() -> None:

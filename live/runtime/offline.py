@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
+import stat
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -40,6 +43,7 @@ from phosphene.live.show.events import ControlEvent, EventSchedule
 from phosphene.live.show.show import ShowState
 from phosphene.render.context import create_headless_context
 from phosphene.render.driver import ChainDriver
+from phosphene.render.effects import resolve_effect
 from phosphene.render.readback import AsyncReadback
 from phosphene.render.video import VideoWriter
 
@@ -257,9 +261,44 @@ def _save_png(path: Path, pixels: np.ndarray) -> None:
     tmp.replace(path)
 
 
+def check_writable(path: str | Path, directory: bool = False) -> None:
+    """Fail now, with one line naming ``path``, if a render could not write its result there
+    (``directory``: files inside the folder ``path``) -- rather than after the whole render.
+    Creates missing parent folders, as the render would; leaves nothing else behind. Tried for
+    real (a probe file), since permission bits do not tell for root, read-only mounts or
+    immutable folders."""
+    path = Path(path)
+    folder = path if directory else path.parent
+    if not directory and path.is_dir():
+        raise PhospheneError(f"cannot write {path}: it is a directory")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise PhospheneError(f"cannot write {path}: {folder} is not a directory") from None
+    except OSError as exc:
+        raise PhospheneError(f"cannot write {path}: cannot create {folder}: "
+                             f"{exc.strerror or exc}") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".phosphene-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PhospheneError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if not directory and path.exists():
+        # the result replaces the file at the end; in a sticky folder (/tmp) only its owner
+        # (or the folder's) may do that
+        here, there = folder.stat(), path.stat()
+        if here.st_mode & stat.S_ISVTX and os.geteuid() not in (0, here.st_uid, there.st_uid):
+            raise PhospheneError(f"cannot write {path}: it belongs to another user in a "
+                                 "sticky folder")
+
+
 def render_video(job: OfflineRender, output: Path | None, frames_dir: Path | None) -> RenderResult:
     """Write the MP4 (and/or the PNG sequence). Ctrl-C stops cleanly: the frames done so far
     become a playable, shorter file with the audio cut to match."""
+    for path, is_dir in ((output, False), (frames_dir, True)):
+        if path is not None:
+            check_writable(path, directory=is_dir)
     writer = None
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -302,8 +341,7 @@ def render_still(job: OfflineRender, time_s: float, output: Path) -> np.ndarray:
     if not 0 <= target <= len(job.mono):
         raise PhospheneError(f"--still {time_s:g} s is outside the audio "
                              f"(0..{len(job.mono) / sr:.3f} s)")
-    from phosphene.render.effects import resolve_effect
-
+    check_writable(output)
     has_history = any(resolve_effect(e.name).uses_history for e in job.source.preset.effects)
     warmup = int(round(STILL_WARMUP_S * float(job.fps))) if has_history else 0
     # frames are counted from the still's time backwards: the last one is exactly time_s

@@ -151,15 +151,17 @@ class Recorder:
         self._frames = open(self.directory / FRAMES_FILE, "w", encoding="utf-8")
 
     def write_frame(self, index: int, state_index: int, request_index: int | None,
-                    previous_index: int | None, seq: int, position: float | None) -> None:
+                    previous_index: int | None, seq: int, position: float | None,
+                    canvas: tuple[int, int] | None = None) -> None:
         """One presented frame (display thread): see ``FrameRecord`` for the fields."""
         if self._frames is None:
             return
         # formatted by hand: no dict per frame; repr() of a float reads back to the same float
+        extra = "" if canvas is None else f',"canvas":[{int(canvas[0])},{int(canvas[1])}]'
         self._frames.write(
             f'{{"frame":{index},"state":{state_index},"request":{_json_int(request_index)},'
             f'"previous":{_json_int(previous_index)},"seq":{seq},'
-            f'"position":{"null" if position is None else repr(float(position))}}}\n')
+            f'"position":{"null" if position is None else repr(float(position))}{extra}}}\n')
         self.frames_written += 1
 
     def close(self) -> None:
@@ -256,7 +258,8 @@ class FrameRecord:
     ``request``: sample index of the latent request whose generator frame was newest on screen
     (None before the first); ``previous``: the same for the frame the crossfade blends from;
     ``seq``: the generator frame's sequence number (a change means a new frame was uploaded);
-    ``position``: the crossfade position set (None when the chain has no crossfade)."""
+    ``position``: the crossfade position set (None when the chain has no crossfade);
+    ``canvas``: the size it was drawn at when the display budget drew it smaller."""
 
     frame: int
     state: int
@@ -264,6 +267,7 @@ class FrameRecord:
     previous: int | None
     seq: int
     position: float | None
+    canvas: tuple[int, int] | None = None   # drawn smaller than the display size (the budget)
 
     @property
     def sample_indices(self) -> tuple[int, ...]:
@@ -284,7 +288,9 @@ def read_frames(directory: str | Path) -> list[FrameRecord]:
             data = json.loads(line)
             records.append(FrameRecord(int(data["frame"]), int(data["state"]),
                                        _opt_int(data["request"]), _opt_int(data["previous"]),
-                                       int(data["seq"]), _opt_float(data["position"])))
+                                       int(data["seq"]), _opt_float(data["position"]),
+                                       tuple(int(v) for v in data["canvas"])
+                                       if data.get("canvas") else None))
         except (ValueError, TypeError, KeyError) as exc:
             if i == len(lines):
                 log.warning("%s: last line is incomplete (recording interrupted?), skipped", path)

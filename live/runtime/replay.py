@@ -114,6 +114,9 @@ class LiveFrameReplay:
                         image_of = (record.request,
                                     self.generator.generate(states[record.request].request))
                     image = image_of[1]
+                canvas = record.canvas or self.size      # the display budget's size, as live
+                if tuple(canvas) != tuple(driver.size):
+                    driver.resize(canvas)
                 driver.draw(state, image, frame_id=record.seq, frame_sample=record.request,
                             position=record.position)
                 yield ReplayedFrame(record, state, driver.read().copy())

@@ -123,6 +123,7 @@ class Session:
         self.facts = GeneratorFacts.from_generator(generator.G, generator.device)
         self.show = Show(source.preset, self.facts, self.sample_rate, base_dir=source.base_dir,
                          recorder=recorder)
+        self.last_frame: FeatureFrame | None = None     # the newest hop (the overlay's meter)
 
     @property
     def hop_length(self) -> int:
@@ -146,8 +147,24 @@ class Session:
 
     def advance(self, block: np.ndarray) -> tuple[FeatureFrame, ShowState]:
         """One hop of audio through the analyzer and the show."""
-        frame = self.analyzer.process(block)
+        frame = self.last_frame = self.analyzer.process(block)
         return frame, self.show.advance(frame)
+
+    def advance_without_audio(self) -> tuple[FeatureFrame, ShowState]:
+        """One hop of silence on the show's own clock, for when the analyzer cannot go on:
+        the picture keeps moving (mappings decay, drift goes on) and the analyzer is kept in
+        step, so its next good hop continues the clock."""
+        frame = self.last_frame = FeatureFrame.silent(self.clock + self.hop_length,
+                                                      self.sample_rate)
+        self.analyzer.sample_index = frame.sample_index
+        return frame, self.show.advance(frame)
+
+    def reset_analyzer(self) -> None:
+        """A fresh analyzer (same settings) that goes on from the current clock: its state
+        (envelopes, onset history, tempo) starts over, the one clock does not."""
+        analyzer = Analyzer(self.sample_rate, self.analyzer.settings)
+        analyzer.sample_index = self.clock
+        self.analyzer = analyzer
 
     def step(self, block: np.ndarray, events: Iterable[ControlEvent] = ()) -> ShowState:
         """``route`` then ``advance`` (offline render, replay: no actions, a record only)."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from phosphene.live.show.director import LatentRequest
+from phosphene.supervision import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +43,21 @@ class GeneratorWorker:
     None before the first); the display loop compares ``seq`` to know whether it is new.
     """
 
-    def __init__(self, render: Callable[[LatentRequest], Any], *, name: str = "phosphene-generator"):
+    def __init__(self, render: Callable[[LatentRequest], Any], *, name: str = "generator",
+                 supervisor: Supervisor | None = None):
         self._render = render
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._pending: LatentRequest | None = None
         self._latest: GeneratedFrame | None = None
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        # supervised: anything that escapes a frame's own error handling restarts the loop
+        # with the mailbox and the last good frame as they were
+        self.supervisor = supervisor or Supervisor()
+        self._thread = self.supervisor.thread(name, self._run, should_stop=lambda: self._stop)
         self.generated = 0          # frames finished
         self.superseded = 0         # requests replaced in the mailbox before being rendered
+        self._submitted: LatentRequest | None = None   # the last request submitted
         self.errors = 0             # render calls that raised
         self.error_kinds: dict[str, int] = {}
         self.render_times_s: list[float] = []   # recent render durations (bounded)
@@ -76,7 +82,11 @@ class GeneratorWorker:
 
     # -- producer side (analysis thread) --------------------------------------------------------
     def submit(self, request: LatentRequest) -> None:
-        """Make ``request`` the one to render next, replacing any request still waiting."""
+        """Make ``request`` the one to render next, replacing any request still waiting. The
+        very request submitted last (the same object: a frozen show) is not rendered again."""
+        if request is self._submitted:
+            return
+        self._submitted = request
         with self._lock:
             if self._pending is not None:
                 self.superseded += 1

@@ -43,10 +43,37 @@ class PresetCatalog:
         path = self.path(name)
         return load_preset_file(path), path
 
-    def neighbour(self, current: str, step: int) -> str:
-        """The preset ``step`` places after ``current`` (wrapping around)."""
+    def name_of(self, path: Path | None) -> str | None:
+        """The catalog name of the preset file ``path`` (its place in ``names()``), whatever
+        the ``name:`` inside it says; None for a file the catalog does not list."""
+        if path is None:
+            return None
+        where = _resolved(path)
+        own = self._folder_presets()
+        for name, file in own.items():
+            if _resolved(file) == where:
+                return name
+        name = path.stem
+        if name in shipped_presets() and name not in own \
+                and _resolved(resolve_preset(name)) == where:
+            return name
+        return None
+
+    def neighbour(self, current: Path | None, step: int) -> str:
+        """The preset ``step`` places after the running preset's file ``current``, wrapping
+        around. Files are the places: performers copy a preset and keep its ``name:``. From a
+        file the catalog does not list, next is the first preset and prev the last."""
         names = self.names()
         if not names:
             raise PhospheneError("no presets to switch to")
-        index = names.index(current) if current in names else -1
-        return names[(index + step) % len(names)]
+        here = self.name_of(current)
+        if here is None:
+            return names[0] if step >= 0 else names[-1]
+        return names[(names.index(here) + step) % len(names)]
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()

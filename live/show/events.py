@@ -16,13 +16,16 @@ hop it arrived. Offline, ``EventSchedule.due`` picks the same events out of a so
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 PREFIX = "/phosphene/"
 # The record of a preset switch the show performed (written by the show, replayed by the
 # route of the same name): args (name, preset YAML, crossfade_s, base_dir or "").
 PRESET_LOADED = PREFIX + "preset/loaded"
+# The record of an edit of the running preset's file applied live (written by the show,
+# replayed by the route of the same name): args (name, preset YAML, crossfade_s).
+PRESET_EDITED = PREFIX + "preset/edited"
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class ControlEvent:
     address: str                      # e.g. "/phosphene/param/psi"
     args: tuple[Any, ...] = ()
     origin: str = "osc"               # "osc" | "midi" | "key" | "preset" (a recorded switch)
+    # where an answer goes: the OSC sender's (host, port), for a failure found after
+    # validation (``/phosphene/error``); None for MIDI, keys and recordings. Not recorded.
+    reply_to: tuple[str, int] | None = field(default=None, compare=False)
 
 
 class EventSchedule:

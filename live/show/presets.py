@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import typing
 from importlib import resources
 from pathlib import Path
@@ -24,6 +25,7 @@ from phosphene.live.show.mappings import Mapping
 from phosphene.live.show.modes import CurveName, DirectorSettings, ModeSettings, SourceStr
 from phosphene.live.control.routes import find_route, is_safe_name
 from phosphene.live.show.params import BUILTIN_PARAMETERS, ParameterSpec
+from phosphene.render.effects import resolve_effect  # effect metadata (GLSL text): no GL import
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +232,6 @@ EFFECT_SMOOTHING_MS = 20.0
 
 
 def _effect_spec(ref: str):
-    from phosphene.render.effects import resolve_effect   # GLSL text only: no GL import
     return resolve_effect(ref)
 
 
@@ -313,19 +314,29 @@ def parse_preset(data: Any, *, origin: str = "<preset>") -> Preset:
 
 def load_preset_file(path: str | Path) -> Preset:
     p = Path(path)
+    return preset_from_text(read_preset_text(p), p)
+
+
+def read_preset_text(path: Path) -> str:
     try:
-        text = p.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8", newline="") as f:     # line endings as written
+            return f.read()
     except FileNotFoundError:
-        raise PhospheneError(f"preset file not found: {p}") from None
+        raise PhospheneError(f"preset file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise PhospheneError(f"cannot read preset {p}: {exc}") from None
+        raise PhospheneError(f"cannot read preset {path}: {exc}") from None
+
+
+def preset_from_text(text: str, path: Path) -> Preset:
+    """The preset in ``text``, read from ``path`` (named in errors; its stem is the name when
+    the preset has none)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise PhospheneError(f"{p}: not valid YAML: {exc}".replace("\n", " ")) from None
-    preset = parse_preset(data, origin=str(p))
+        raise PhospheneError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    preset = parse_preset(data, origin=str(path))
     if not preset.name:
-        preset = preset.model_copy(update={"name": p.stem})
+        preset = preset.model_copy(update={"name": path.stem})
     return preset
 
 
@@ -360,13 +371,27 @@ class PresetWatcher:
 
     ``poll()`` returns the new ``Preset`` when a save validated, else None. A broken save keeps
     the old preset: ``error`` holds the message (logged once per save), the show goes on.
+
+    phosphene's own saves (MIDI learn writing a binding) are not reloaded: the writer announces
+    the text it is about to write (``expect_own_save``), and a change to exactly that text only
+    moves the watcher's stamp on -- the running show already has what the save adds.
     """
+
+    _OWN_SAVES_KEPT = 8
 
     def __init__(self, path: str | Path, preset: Preset | None = None):
         self.path = Path(path)
         self.preset = preset if preset is not None else load_preset_file(self.path)
         self.error: str | None = None
         self._stamp = self._read_stamp()
+        self._own_saves: list[str] = []
+        self._lock = threading.Lock()          # expect_own_save comes from the MIDI thread
+
+    def expect_own_save(self, text: str) -> None:
+        """phosphene is about to write ``text`` into the file (call it before writing, from
+        any thread, so no poll can see the file first): that save is not a reload."""
+        with self._lock:
+            self._own_saves = self._own_saves[-(self._OWN_SAVES_KEPT - 1):] + [text]
 
     def _read_stamp(self) -> tuple[int, int] | None:
         try:
@@ -381,11 +406,17 @@ class PresetWatcher:
             return None
         self._stamp = stamp
         try:
-            preset = load_preset_file(self.path)
+            text = read_preset_text(self.path)
+            with self._lock:
+                own = text in self._own_saves
+            preset = preset_from_text(text, self.path)
         except PhospheneError as exc:
             self.error = str(exc)
             log.warning("preset not reloaded, keeping the running one: %s", exc)
             return None
         self.preset, self.error = preset, None
+        if own:
+            log.debug("preset %s saved by phosphene: nothing to reload", self.path)
+            return None
         log.info("preset reloaded: %s", self.path)
         return preset

@@ -6,7 +6,8 @@ inputs, both stamped with the audio sample index:
 * ``FeatureFrame``s from the analyzer, one per hop, through ``advance``;
 * ``ControlEvent``s (OSC, MIDI, keys, a replayed recording), applied between hops by
   ``phosphene.live.control.routes.perform``: each route calls one of the show's operations
-  (``set_parameter``, ``enable_effect``, ``tap_tempo``, ``goto_keyframe``, ...).
+  (``set_parameter``, ``enable_effect``, ``tap_tempo``, ``goto_keyframe``, the performer's
+  safety controls ``blackout``, ``freeze`` and ``panic``, ...).
 
 ``state()`` returns an immutable ``ShowState``: the latent request for the generator and the
 effect-chain parameters for the renderer. The same preset, generator facts, frames and events
@@ -18,8 +19,10 @@ calls the operations below; ``show/events.py`` has the event rule both live and 
 **Recording**: the engine writes the events it receives (``Recorder.write_event``); the show,
 given the recorder (``Show(..., recorder=...)`` or ``show.recorder = ...``), writes what the
 engine cannot: each preset switch, as ``/phosphene/preset/loaded`` with the full preset YAML,
-stamped with the clock. A replay applies it at the same hop and never depends on the presets
-folder (``/phosphene/preset/load NAME`` lines in the log are then only a record).
+stamped with the clock, and each edit of the running preset's file applied live (``edit_preset``,
+a hot reload), as ``/phosphene/preset/edited``. A replay applies them at the same hop and never
+depends on the presets folder (``/phosphene/preset/load NAME`` lines in the log are then only a
+record).
 
 Nothing here imports torch or OpenGL; turning a state into pixels is ``FrameGenerator`` and the
 effect chain's job.
@@ -27,6 +30,7 @@ effect chain's job.
 
 from __future__ import annotations
 
+import dataclasses
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,12 +40,13 @@ import numpy as np
 
 from phosphene.live.show.controls import Controls
 from phosphene.live.show.director import Director, LatentRequest, crossfade
-from phosphene.live.show.events import PRESET_LOADED, ControlEvent
+from phosphene.live.show.events import PRESET_EDITED, PRESET_LOADED, ControlEvent
 from phosphene.live.analysis.features import FeatureFrame
-from phosphene.live.show.keyframes import Mapper, resolve_keyframes
+from phosphene.live.show.keyframes import Mapper, mapper_from_generator, resolve_keyframes
+from phosphene.live.show.mappings import MappingBank, MappingState
 from phosphene.live.show.params import ParameterSet
-from phosphene.live.show.presets import Preset
-
+from phosphene.live.show.presets import Preset, parse_preset
+from phosphene.live.show.safety import OUTPUT_FADE, blackout_step, combined_fade
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,6 @@ class GeneratorFacts:
     @classmethod
     def from_generator(cls, G, device=None) -> "GeneratorFacts":
         """Read the facts off a ``Generator`` (imports torch through the mapper only)."""
-        from phosphene.live.show.keyframes import mapper_from_generator
-
         w_avg = getattr(getattr(G, "mapping", None), "w_avg", None)
         return cls(z_dim=int(G.z_dim), w_dim=int(G.w_dim), num_ws=int(G.num_ws),
                    mapper=mapper_from_generator(G, device),
@@ -79,6 +82,8 @@ class ShowState:
     values: Mapping[str, float]              # every parameter's (modulated) value
     preset_name: str
     crossfade: float = 1.0                   # 1.0 = no preset crossfade in progress
+    blackout: float = 0.0                    # 0 = the picture, 1 = black (``Show.blackout``)
+    frozen: bool = False                     # the picture is held (``Show.freeze``)
 
     @property
     def w(self) -> np.ndarray:
@@ -99,26 +104,88 @@ class ShowState:
 
 class _RunningPreset:
     """One preset's controls + director, built against one generator (two run at once while
-    a preset switch crossfades)."""
+    a preset switch crossfades). ``director``: an edit of the same preset whose keyframes did
+    not change goes on with the running director (its state: keyframe, drift, envelopes)."""
 
     def __init__(self, preset: Preset, facts: GeneratorFacts, sample_rate: int,
-                 base_dir: Path | None):
+                 base_dir: Path | None, director: Director | None = None):
         self.preset = preset
+        self.base_dir = base_dir
         self.effect_names = tuple(preset.effect_names())
         self.effect_refs = tuple(e.name for e in preset.effects)
         params = ParameterSet(list(preset.parameter_specs().values()))
         enabled = {name: e.enabled for name, e in zip(self.effect_names, preset.effects)}
         self.controls = Controls(params, preset.core_mappings(), sample_rate, enabled)
-        keyframes = resolve_keyframes(preset.keyframe_specs(), mapper=facts.mapper,
-                                      z_dim=facts.z_dim, num_ws=facts.num_ws, w_dim=facts.w_dim,
-                                      base_dir=base_dir)
-        self.director = Director(keyframes, preset.director_settings(), w_avg=facts.w_avg)
+        if director is None:
+            keyframes = resolve_keyframes(preset.keyframe_specs(), mapper=facts.mapper,
+                                          z_dim=facts.z_dim, num_ws=facts.num_ws,
+                                          w_dim=facts.w_dim, base_dir=base_dir)
+            director = Director(keyframes, preset.director_settings(), w_avg=facts.w_avg)
+        else:
+            director.settings = preset.director_settings()
+        self.director = director
         self.request: LatentRequest | None = None
+        # what the performer changed live (OSC, MIDI, keys): an edit of the preset's file
+        # keeps these and applies the rest (``Show.edit_preset``)
+        self.touched_params: set[str] = set()
+        self.touched_effects: set[str] = set()
 
     def advance(self, frame: FeatureFrame, dt_s: float) -> LatentRequest:
         values = self.controls.update(frame, dt_s)
         self.request = self.director.update(values, frame, dt_s)
         return self.request
+
+
+def _carry_live_state(old: _RunningPreset, new: _RunningPreset) -> None:
+    """Continue in ``new`` (an edited version of ``old``'s preset) what the performer did live.
+
+    Parameters (by name) glide on from where they are: one the performer set keeps its target
+    (clamped to a changed range), one nobody touched heads for its default in the file, so a
+    changed default applies. Effects the performer switched keep their switch; the tap tempo,
+    and the envelopes and LFO phases of mappings that did not change, go on. A new director
+    (the keyframes changed) takes over the keyframe index, drift position, envelopes and the
+    keyframes the performer captured."""
+    src, dst = old.controls, new.controls
+    for name in dst.params.names():
+        if name not in src.params:
+            continue
+        dst.params.set(name, src.params.get(name), immediate=True)
+        if name in old.touched_params:
+            dst.params.set(name, src.params.target(name))
+            new.touched_params.add(name)
+        else:
+            dst.params.set(name, dst.params.spec(name).default)
+    for effect in new.effect_names:
+        if effect in old.touched_effects and effect in src.effects_enabled:
+            dst.effects_enabled[effect] = src.effects_enabled[effect]
+            new.touched_effects.add(effect)
+    dst.tap = src.tap
+    unused = list(zip(src.bank.mappings, src.bank.states))
+    states = []
+    for mapping in dst.bank.mappings:
+        match = next((pair for pair in unused if pair[0] == mapping), None)
+        if match is not None:
+            unused.remove(match)
+        states.append(match[1] if match is not None else MappingState())
+    dst.bank = MappingBank(list(dst.bank.mappings), states)
+    if new.director is not old.director:
+        _carry_director(old, new)
+
+
+def _carry_director(old: _RunningPreset, new: _RunningPreset) -> None:
+    before, after = old.director, new.director
+    n_old, n_new = len(old.preset.keyframes), len(new.preset.keyframes)
+    captured = before.keyframes[n_old:]
+    if captured and captured[0].shape == after.keyframes[0].shape:
+        after.keyframes.extend(np.array(w, copy=True) for w in captured)
+    s, t = before.state, after.state
+    index = s.index % len(before.keyframes)
+    if index >= n_old:                      # a captured keyframe: it moved along with the list
+        index = n_new + index - n_old
+    t.index = index % len(after.keyframes)
+    t.drift_pos = s.drift_pos % len(after.keyframes)
+    t.blend_env, t.onset_count, t.noise_env = s.blend_env, s.onset_count, s.noise_env
+    t.noise_seed, t.time_s, t.layer_env = s.noise_seed, s.time_s, dict(s.layer_env)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -141,6 +208,13 @@ class Show:
         self._fade_s = 0.0
         self._fade_elapsed_s = 0.0
         self.sample_index = 0
+        # performer safety, over whichever preset runs (not part of a scene)
+        self._blackout = 0.0                     # fade level now: 0 picture .. 1 black
+        self._blackout_on = False                # where the fade is heading
+        self._held: ShowState | None = None      # freeze: the live state held on screen
+        self._held_fade = 0.0                    # ... and its preset's own output.fade
+        self._live: ShowState | None = None      # the newest live state (moves while frozen)
+        self._live_fade = 0.0
         # evaluate once at time 0 (silence, no time passing) so state() is valid immediately
         self._step(FeatureFrame.silent(0, self.sample_rate), 0.0)
 
@@ -185,6 +259,38 @@ class Show:
                 preset.name, preset_to_yaml(preset), fade,
                 "" if folder is None else str(folder.resolve())), origin="preset"))
 
+    def edit_preset(self, preset: Preset, fade_s: float = 0.0) -> None:
+        """Apply an edited version of the running preset (a save of its file), keeping what the
+        performer did live: parameters set over OSC, MIDI or keys keep their values, effects
+        switched on or off stay so, the keyframe, captured keyframes and the tap tempo go on.
+        The rest follows the file: defaults of parameters nobody set (effect parameters and
+        mode weights among them), ranges, smoothing, mappings, mode settings, the chain.
+
+        Keyframes unchanged: the director goes on as it was, nothing fades. Keyframes changed:
+        the new ones fade in over ``fade_s`` from the same keyframe index. Raises
+        ``PhospheneError`` (e.g. a missing keyframe file) and keeps the running scene.
+        Recorded as ``PRESET_EDITED`` so that a replay makes the same edit at the same hop."""
+        old = self._running
+        same_keyframes = preset.keyframe_specs() == old.preset.keyframe_specs()
+        new = _RunningPreset(preset, self.facts, self.sample_rate, old.base_dir,
+                             director=old.director if same_keyframes else None)
+        _carry_live_state(old, new)
+        # the edited scene's first look: evaluated now, without time passing
+        new.advance(FeatureFrame.silent(self.sample_index, self.sample_rate), 0.0)
+        fade = 0.0 if same_keyframes else max(float(fade_s), 0.0)
+        self._running = new
+        if fade > 0.0:
+            self._old, self._fade_s, self._fade_elapsed_s = old, fade, 0.0
+        # (keyframes unchanged: a preset switch still fading out goes on fading out)
+        if self._old is not None and self._old.request is not None:
+            amount = min(self._fade_elapsed_s / self._fade_s, 1.0) if self._fade_s > 0 else 1.0
+            self._publish(crossfade(self._old.request, new.request, amount), amount)
+        else:
+            self._publish(new.request, 1.0)
+        if self.recorder is not None:
+            self.recorder.write_event(ControlEvent(self.sample_index, PRESET_EDITED, (
+                preset.name, preset_to_yaml(preset), fade), origin="preset"))
+
     # -- operations (what the routes of ``control/routes.py`` call) ------------------------------
     # A name that is not in the running scene is ignored: the sender validated it against the
     # scene it saw, and a preset switch may have happened since; the show goes on.
@@ -192,9 +298,11 @@ class Show:
         params = self._running.controls.params
         if name in params:
             params.set(name, float(value), immediate=immediate)
+            self._running.touched_params.add(name)
 
     def enable_effect(self, effect: str, on: bool) -> None:
         self._running.controls.effects_enabled[effect] = bool(on)
+        self._running.touched_effects.add(effect)
 
     def tap_tempo(self, sample_index: int) -> None:
         """A tap at ``sample_index``; from the second tap on it sets ``tempo_bpm``."""
@@ -211,6 +319,47 @@ class Show:
     def capture_keyframe(self) -> None:
         self._running.director.capture()
 
+    # -- performer safety (``/phosphene/blackout``, ``/freeze``, ``/panic``) ---------------------
+    @property
+    def blacked_out(self) -> bool:
+        """Whether the blackout is on (the picture is black or fading to black)."""
+        return self._blackout_on
+
+    @property
+    def frozen(self) -> bool:
+        return self._held is not None
+
+    def blackout(self, on: bool | None = None) -> None:
+        """Fade the picture to black (``on``), or back (``show/safety.py`` has the
+        timings); ``None`` toggles. Audio time, so a replay fades the same; the
+        analysis, the latents and the effects go on underneath."""
+        self._blackout_on = (not self._blackout_on) if on is None else bool(on)
+
+    def freeze(self, on: bool | None = None) -> None:
+        """Hold the picture (``on``): the state on screen now -- latents, effect values,
+        switches -- stays there while the show goes on underneath with the music (the
+        blackout still acts). Released, the live state is shown again. ``None`` toggles."""
+        on = (self._held is None) if on is None else bool(on)
+        if on and self._held is None and self._live is not None:
+            self._held, self._held_fade = self._live, self._live_fade
+        elif not on:
+            self._held = None
+
+    def panic(self) -> None:
+        """Black at once (no fade), a freeze released, and every effect of the running
+        preset back to how the preset has it (values and on/off), so the picture that comes
+        back (``blackout(False)``) is the designed one. Latents and other parameters stay."""
+        self._blackout_on, self._blackout = True, 1.0
+        self._held = None
+        scene = self._running
+        params = scene.controls.params
+        prefixes = tuple(f"{name}." for name in scene.effect_names)
+        for name in params.names():
+            if name.startswith(prefixes):
+                params.set(name, params.spec(name).default, immediate=True)
+        scene.controls.effects_enabled.update(
+            {name: e.enabled for name, e in zip(scene.effect_names, scene.preset.effects)})
+
     def switch_to_recorded(self, name: str, text: str, fade_s: float | None = None,
                            folder: str = "") -> None:
         """Replay a recorded switch (``PRESET_LOADED``): the preset comes from its recorded
@@ -218,13 +367,20 @@ class Show:
         since."""
         import yaml
 
-        from phosphene.live.show.presets import parse_preset
-
         preset = parse_preset(yaml.safe_load(text), origin=f"recorded preset {name!r}")
         if not preset.name:
             preset = preset.model_copy(update={"name": str(name)})
         self.switch_preset(preset, None if fade_s is None else float(fade_s),
                            base_dir=Path(folder) if folder else None)
+
+    def edit_to_recorded(self, name: str, text: str, fade_s: float = 0.0) -> None:
+        """Replay a recorded edit (``PRESET_EDITED``) from its recorded YAML."""
+        import yaml
+
+        preset = parse_preset(yaml.safe_load(text), origin=f"recorded preset {name!r}")
+        if not preset.name:
+            preset = preset.model_copy(update={"name": str(name)})
+        self.edit_preset(preset, float(fade_s))
 
     # -- time ------------------------------------------------------------------------------------
     def advance(self, frame: FeatureFrame) -> ShowState:
@@ -236,6 +392,8 @@ class Show:
 
     def _step(self, frame: FeatureFrame, dt_s: float) -> None:
         self.sample_index = frame.sample_index
+        if self._blackout != (1.0 if self._blackout_on else 0.0):
+            self._blackout = blackout_step(self._blackout, self._blackout_on, dt_s)
         request = self._running.advance(frame, dt_s)
         amount = 1.0
         if self._old is not None:
@@ -250,7 +408,11 @@ class Show:
     def _publish(self, request: LatentRequest, amount: float) -> None:
         scene = self._running
         values = scene.controls.values
-        self._state = ShowState(
+        params = scene.controls.effect_params(list(scene.effect_names))
+        own_fade = params.get(OUTPUT_FADE, 0.0)
+        # the output effect's fade carries the blackout (on top of the preset's own fade)
+        params[OUTPUT_FADE] = combined_fade(own_fade, self._blackout)
+        live = ShowState(
             sample_index=self.sample_index,
             request=LatentRequest(
                 sample_index=request.sample_index, w=_frozen(request.w),
@@ -259,12 +421,24 @@ class Show:
                 keyframe=int(request.keyframe)),
             effect_names=scene.effect_names,
             effect_refs=scene.effect_refs,
-            effect_params=types.MappingProxyType(scene.controls.effect_params(
-                list(scene.effect_names))),
+            effect_params=types.MappingProxyType(params),
             effects_enabled=types.MappingProxyType(dict(scene.controls.effects_enabled)),
             values=types.MappingProxyType(dict(values)),
             preset_name=scene.preset.name,
-            crossfade=amount)
+            crossfade=amount,
+            blackout=self._blackout)
+        self._live, self._live_fade = live, own_fade
+        self._state = live if self._held is None else self._held_now()
+
+    def _held_now(self) -> ShowState:
+        """The held state, stamped with the clock now and under the blackout as it is now
+        (the same request object: the generator is not asked for it again)."""
+        held = self._held
+        params = dict(held.effect_params)
+        params[OUTPUT_FADE] = combined_fade(self._held_fade, self._blackout)
+        return dataclasses.replace(held, sample_index=self.sample_index,
+                                   effect_params=types.MappingProxyType(params),
+                                   blackout=self._blackout, frozen=True)
 
     # -- output ----------------------------------------------------------------------------------
     def state(self) -> ShowState:

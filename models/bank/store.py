@@ -14,6 +14,11 @@ timeline, sidecar, manifest, so an interrupted add leaves at worst a clip the ma
 not list yet; ``Bank.rebuild()`` (run automatically when the manifest is corrupt) picks it
 up from its sidecar. Nothing outside the folder is ever written: names are validated
 (``names.validate_name``) before they become file names.
+
+A clip file a valid manifest does not list (an interrupted add, a hand edit of ``bank.json``
+that dropped entries) is an *orphan*: it cannot be played, so the bank names it in a warning
+when it is first read and in ``bank list``; ``Bank.repair()`` (``bank repair``) lists it again
+from its sidecar, and ``add`` never writes over it unless told to (``overwrite``).
 """
 
 from __future__ import annotations
@@ -29,9 +34,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from phosphene.errors import PhospheneError
-from phosphene.models.bank import atomic
-from phosphene.models.bank.names import validate_name
-from phosphene.models.bank.timeline import ComputeTimeline
+from phosphene.models.bank import atomic, loudness
+from phosphene.models.bank.names import name_from_filename, validate_name
+from phosphene.models.bank.timeline import ComputeTimeline, load_timeline, npz_bytes
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +108,7 @@ class Bank:
         elif not self.path.is_dir():
             raise BankError(f"bank folder {self.path} does not exist")
         self._requested_rate = sample_rate
+        self._orphans_reported = False     # warned (once) about unlisted clip files
         self._compute_timeline = compute_timeline
 
     # -- reading (what the engine uses) ------------------------------------------------------
@@ -140,7 +146,6 @@ class Bank:
 
     def load_features(self, name: str) -> dict[str, np.ndarray] | None:
         """The clip's precomputed feature timeline, or None if it has none."""
-        from phosphene.models.bank.timeline import load_timeline
         entry = self.get(name)
         return load_timeline(self._member(entry.features)) if entry.features else None
 
@@ -156,8 +161,6 @@ class Bank:
         compute the feature timeline (with the bank's ``compute_timeline``, if it has one), and
         write the clip atomically. Returns its entry."""
         import soundfile
-        from phosphene.models.bank import loudness
-        from phosphene.models.bank.timeline import npz_bytes
 
         validate_name(name)
         x = np.asarray(samples, dtype=np.float32)
@@ -175,6 +178,12 @@ class Bank:
             if not overwrite and any(e.name == name for e in manifest.clips):
                 raise BankError(f"a clip named {name!r} is already in the bank "
                                 "(choose another --name, or remove it first)")
+            unlisted = self._unlisted_files(name, manifest)
+            if not overwrite and unlisted:
+                raise BankError(f"bank {self.path}: {', '.join(unlisted)} is in the folder but "
+                                f"not in {MANIFEST}, so a clip named {name!r} would overwrite "
+                                "it (`phosphene bank repair` lists it again; --overwrite "
+                                "replaces it; or choose another --name)")
             rate = manifest.sample_rate
             x = loudness.resample(x, int(sample_rate), rate)
             result = loudness.normalise_loudness(
@@ -214,7 +223,6 @@ class Bank:
         import hashlib
 
         import soundfile
-        from phosphene.models.bank.names import name_from_filename
 
         file = Path(file)
         if not file.is_file():
@@ -235,7 +243,16 @@ class Bank:
                         tags=tags, overwrite=overwrite)
 
     def remove(self, name: str) -> None:
+        """Delete a clip: its manifest entry and its files (an orphan's files alone)."""
         with self._locked():
+            validate_name(name)
+            unlisted = self._unlisted_files(name, self._read_manifest())
+            if unlisted and name not in self:
+                for member in unlisted:
+                    self._member(member).unlink(missing_ok=True)
+                log.info("bank %s: removed %s (not in %s)", self.path, ", ".join(unlisted),
+                         MANIFEST)
+                return
             entry = self.get(name)
             manifest = self._read_manifest()
             manifest.clips = [e for e in manifest.clips if e.name != name]
@@ -244,6 +261,69 @@ class Bank:
             for member in (entry.file, entry.features, name + SIDECAR_SUFFIX):
                 if member:
                     self._member(member).unlink(missing_ok=True)
+
+    # -- clip files the manifest does not list ----------------------------------------------
+
+    def orphans(self) -> dict[str, list[str]]:
+        """Clips whose audio file is in the folder but not in the (valid) manifest, so they
+        cannot be played: name -> its files there (audio, sidecar, timeline)."""
+        return self._orphans(self._read_manifest())
+
+    def repair(self) -> list[BankEntry]:
+        """List the orphans again: each from its sidecar (lossless), or measured from its audio
+        when it has none (as a rebuild does). Returns the entries added."""
+        with self._locked():
+            manifest = self._read_manifest()
+            added = []
+            for name in self._orphans(manifest):
+                entry = self._entry_from_sidecar(name)
+                if entry is None or entry.name != name:    # none, or edited to another name
+                    entry = self._entry_from_audio(name, self.path / (name + AUDIO_SUFFIX))
+                if entry is not None:
+                    added.append(entry)
+            if added:
+                manifest.clips = manifest.clips + added
+                self._write_manifest(manifest)
+        for entry in added:
+            log.info("bank %s: %s listed again (%s)", self.path, entry.name,
+                     "from its sidecar" if entry.source.get("rebuilt_from") is None
+                     else "measured from its audio")
+        return added
+
+    def _orphans(self, manifest: _Manifest) -> dict[str, list[str]]:
+        listed = {e.name for e in manifest.clips}
+        found: dict[str, list[str]] = {}
+        for audio in sorted(self.path.glob("*" + AUDIO_SUFFIX)):
+            name = audio.name[:-len(AUDIO_SUFFIX)]
+            if name in listed:
+                continue
+            try:
+                validate_name(name)
+            except PhospheneError:
+                continue                   # not a clip of ours (rebuild ignores it too)
+            files = self._unlisted_files(name, manifest)
+            if name + AUDIO_SUFFIX in files:
+                found[name] = files
+        return found
+
+    def _unlisted_files(self, name: str, manifest: _Manifest) -> list[str]:
+        """The files a clip ``name`` would be written to that exist but no entry refers to."""
+        used = {f for e in manifest.clips
+                for f in (e.file, e.features, e.name + SIDECAR_SUFFIX) if f}
+        return [f for f in (name + AUDIO_SUFFIX, name + SIDECAR_SUFFIX, name + FEATURES_SUFFIX)
+                if f not in used and (self.path / f).is_file()]
+
+    def _report_orphans(self, manifest: _Manifest) -> None:
+        """Warn once per ``Bank`` (when it is first read) about clips it cannot play."""
+        if self._orphans_reported:
+            return
+        self._orphans_reported = True
+        orphans = self._orphans(manifest)
+        if orphans:
+            log.warning("bank %s: %d clip file(s) not in %s, so not playable: %s; `phosphene "
+                        "bank repair` lists them again (from their sidecars)", self.path,
+                        len(orphans), MANIFEST,
+                        ", ".join(name + AUDIO_SUFFIX for name in orphans))
 
     # -- manifest ----------------------------------------------------------------------------
 
@@ -276,14 +356,13 @@ class Bank:
 
     def _entry_from_audio(self, name: str, audio: Path) -> BankEntry | None:
         import soundfile
-        from phosphene.models.bank.loudness import integrated_loudness
         try:
             samples, sr = soundfile.read(audio, dtype="float32", always_2d=True)
         except Exception as exc:  # noqa: BLE001 - an unreadable clip is skipped, not fatal
             log.warning("bank %s: %s unreadable (%s); left out", self.path, audio.name, exc)
             return None
         peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-        lufs = integrated_loudness(samples, sr)
+        lufs = loudness.integrated_loudness(samples, sr)
         features = name + FEATURES_SUFFIX
         return BankEntry(
             name=name, file=audio.name, duration_s=samples.shape[0] / sr,
@@ -311,6 +390,7 @@ class Bank:
         if self._requested_rate and manifest.sample_rate != self._requested_rate:
             raise BankError(f"bank {self.path} is at {manifest.sample_rate} Hz, not "
                             f"{self._requested_rate} Hz")
+        self._report_orphans(manifest)
         return manifest
 
     def _recover(self, path: Path, exc: ValidationError) -> _Manifest:

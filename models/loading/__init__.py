@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from phosphene.errors import PhospheneError
+from phosphene.models.builtin import build_builtin
 
 from . import nvlabs, rosinality, safetensors_io, sniff, tf_legacy, url
 from .checkpoint import Checkpoint
@@ -101,10 +102,6 @@ def resolve(source: str | os.PathLike) -> Path:
 
 
 def _builtin(name: str, device):
-    try:
-        from phosphene.models.builtin import build_builtin
-    except ImportError as exc:
-        raise PhospheneError(f"{name}: built-in models are not available ({exc})") from exc
     return build_builtin(name.removeprefix("builtin:"), device=device)
 
 

@@ -13,6 +13,7 @@ import torch
 
 from phosphene.errors import PhospheneError
 from phosphene.models.stylegan2.config import GeneratorConfig
+from phosphene.models.stylegan2.generator import Generator
 
 # Buffers that are a pure function of the config (NVlabs' [1,3,3,1] filter, normalised); a
 # converted checkpoint may omit them and gets the freshly built network's.
@@ -33,8 +34,6 @@ class Checkpoint:
 
     def build(self, device: torch.device | str | None = None):
         """The generator in eval mode with gradients off, on ``device`` (default: CPU)."""
-        from phosphene.models.stylegan2.generator import Generator
-
         try:
             G = Generator(self.config)
         except (ValueError, AssertionError) as exc:

@@ -18,7 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from phosphene.errors import PhospheneError
+from phosphene.models.bank.loudness import resample
+from phosphene.models.bank.names import validate_name
 from phosphene.models.device import pick_device
+from phosphene.models.pregen import jukebox_sampling as js
+from phosphene.models.pregen.musicgen import generate_musicgen
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,6 @@ class MusicRequest:
 
 
 def clip_names(name: str, samples: int) -> list[str]:
-    from phosphene.models.bank.names import validate_name
     names = [name] if samples == 1 else [f"{name}-{i + 1}" for i in range(samples)]
     return [validate_name(n) for n in names]
 
@@ -62,14 +65,12 @@ def generate_into_bank(request: MusicRequest, bank, name: str, tags: list[str],
         raise PhospheneError(f"the bank already has {', '.join(taken)} (choose another --name, "
                              "or pass --overwrite)")
     if request.backend == "musicgen":
-        from phosphene.models.pregen.musicgen import generate_musicgen
         audio, rate, provenance = generate_musicgen(request)
     elif request.backend == "jukebox":
-        from phosphene.models.pregen.jukebox_sampling import SamplingStopped
         work_dir = request.work_dir or (bank.path / ".work" / name)
         try:
             audio, rate, provenance = generate_jukebox(request, work_dir)
-        except SamplingStopped as stop:
+        except js.SamplingStopped as stop:
             log.warning("%s; tokens are in %s", stop, work_dir)
             return None
     else:
@@ -141,9 +142,6 @@ def _fingerprint(request: MusicRequest, total_length: int, levels: list[int],
 
 
 def generate_jukebox(request: MusicRequest, work_dir: Path) -> tuple[np.ndarray, int, dict]:
-    from phosphene.models.bank.loudness import resample
-    from phosphene.models.pregen import jukebox_sampling as js
-
     device = str(pick_device(request.device, allow_mps=False))
     model, tokenizer = load_jukebox(request.model, device)
     rate = int(model.config.sampling_rate)

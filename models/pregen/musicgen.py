@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from phosphene.errors import PhospheneError
+from phosphene.models.device import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ def _progress_streamer(total: int, enabled: bool):
 def generate_musicgen(request) -> tuple[np.ndarray, int, dict]:
     import torch
     from transformers import AutoTokenizer, MusicgenForConditionalGeneration
-
-    from phosphene.models.device import pick_device
 
     if not request.prompt:
         raise PhospheneError("--backend musicgen needs --prompt \"...\"")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from phosphene.errors import PhospheneError
+from phosphene.models.bank.loudness import resample
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,6 @@ class Reference:
 def load_reference(path: str | Path, target_sample_rate: int) -> Reference:
     """Load, check and resample one reference recording; raises for unusable ones."""
     import soundfile
-    from phosphene.models.bank.loudness import resample
 
     path = Path(path)
     if not path.is_file():

@@ -20,6 +20,8 @@ import numpy as np
 
 from phosphene.errors import PhospheneError
 from phosphene.models.device import pick_device
+from phosphene.models.pregen.reference_audio import load_reference
+from phosphene.models.pregen.sentences import split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +115,6 @@ def synthesize(request: VoiceRequest, progress: bool = True) -> tuple[np.ndarray
     import torch
     from tqdm import tqdm
     from TTS.utils import synthesizer as coqui_synth
-
-    from phosphene.models.pregen.reference_audio import load_reference
-    from phosphene.models.pregen.sentences import split_sentences
 
     if request.language not in LANGUAGES:
         raise PhospheneError(f"--language {request.language!r}: YourTTS speaks "

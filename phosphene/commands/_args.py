@@ -174,6 +174,7 @@ def precisions(text: str) -> list[str]:
 
 def clip_name(text: str) -> str:
     """A clip name in the bank (a name, never a path)."""
+    # start-up time: the bank package loads numpy and pydantic
     from phosphene.models.bank.names import validate_name
 
     try:

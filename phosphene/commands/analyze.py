@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from phosphene.commands._args import UsageError
@@ -36,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from phosphene.live.analysis.file_analysis import FLAG_FIELDS, NUMERIC_FIELDS, analyze_file
+    # start-up time: the analyzer loads numpy and scipy
+    from phosphene.live.analysis.file_analysis import (FLAG_FIELDS, NUMERIC_FIELDS, analyze_file,
+                                                       write_json)
     from phosphene.live.analysis.settings import AnalyzerSettings
 
     try:
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     result = analyze_file(args.audio, settings, channel=args.channel)
     out = sys.stdout
     if args.plot:
+        # only for --plot
         from phosphene.live.analysis.plot import plot_analysis
 
         plot_analysis(result, args.plot)
@@ -61,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
             doc["onsets"] = [round(float(t), 6) for t in result.onset_times_s]
         if args.beats or nothing_chosen:
             doc["beats"] = [round(float(t), 6) for t in result.beat_times_s]
-        if args.features or nothing_chosen:
-            doc["frames"] = result.frame_records()
-        json.dump(doc, out)
+        # the per-hop frames are written as they are made: a long file's table is big
+        frames = result.frame_records() if args.features or nothing_chosen else None
+        write_json(doc, frames, out)
         out.write("\n")
         return 0
     if args.onsets:
@@ -81,9 +83,8 @@ def run(args: argparse.Namespace) -> int:
                                 (str(int(rec[c])) if isinstance(rec[c], bool) else f"{rec[c]:g}")
                                 for c in cols) + "\n")
     if not (args.onsets or args.beats or args.features or args.plot):
-        duration = len(result.signal) / result.sample_rate
-        print(f"{result.path.name}: {duration:.2f} s at {result.sample_rate} Hz, "
-              f"{len(result.frames)} hops of {result.hop_length} samples")
+        print(f"{result.path.name}: {result.duration_s:.2f} s at {result.sample_rate} Hz, "
+              f"{result.n_hops} hops of {result.hop_length} samples")
         print(f"onsets: {len(result.onset_times_s)}")
         print(f"tempo: {result.tempo_bpm:.2f} BPM" if result.tempo_bpm else "tempo: not locked")
         print(f"analyzer latency: {1000 * result.latency_samples / result.sample_rate:.1f} ms "

@@ -1,4 +1,4 @@
-"""``phosphene bench analyzer|latency|render-offline|render|generator``: speed on this machine.
+"""``phosphene bench analyzer|latency|render-offline|render|generator|soak``: this machine.
 
 Every benchmark prints its figures; none is a test (docs/benchmarks.md keeps the results).
 Heavy imports happen inside the handlers.
@@ -104,10 +104,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also time compile_for_live (torch.compile / CUDA graphs) at batch 1")
     p.set_defaults(func=run_generator)
 
+    p = sub.add_parser(
+        "soak", help="a long live show with cues: memory slope, threads, frame times, errors",
+        description="Run the live engine headless for MINUTES with music looping into the "
+        "input (played to --play-to; on a machine without a sound card, a PulseAudio null sink "
+        "whose monitor is the default source), OSC cues every few seconds, a preset switch "
+        "every 30 s and a clip every 20 s. Samples memory and threads every 10 s; prints the "
+        "RSS slope (MB/h), thread counts, frame time p50/p99, thread restarts and errors.")
+    p.add_argument("--minutes", type=positive_float, default=60.0, help="how long (60)")
+    p.add_argument("--music", type=Path, default=None,
+                   help="audio to loop (default: the bundled examples/demo.flac)")
+    p.add_argument("--input", default=None, help="input device (default: the default input)")
+    p.add_argument("--play-to", default=None,
+                   help="output device that feeds the input (default: the default output)")
+    p.add_argument("--size", type=canvas_size, default=None, metavar="WxH",
+                   help="canvas size (default: the preset's)")
+    p.add_argument("--preset", default="default")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT.json",
+                   help="also write the samples and the summary as JSON")
+    p.set_defaults(func=run_soak)
+
 
 # -- analyzer and latency -----------------------------------------------------------------------
 
 def run_analyzer(args: argparse.Namespace) -> int:
+    # start-up time: the analyzer loads numpy and scipy
     from phosphene.live.analysis.bench import format_table, run_bench
 
     rows = run_bench(sample_rate=args.rate, seconds=args.seconds)
@@ -116,6 +137,7 @@ def run_analyzer(args: argparse.Namespace) -> int:
 
 
 def run_latency(args: argparse.Namespace) -> int:
+    # start-up time: the engine loads torch
     from phosphene.live.runtime.bench_latency import format_table, run_latency_bench
 
     result = run_latency_bench(model=args.model, device=args.device, size=args.size,
@@ -136,6 +158,7 @@ def run_render_offline(args: argparse.Namespace) -> int:
     import numpy as np
     import soundfile as sf
 
+    # start-up time: the offline renderer loads torch
     from phosphene.live.runtime.offline import OfflineRender, RenderSettings, render_video
     from phosphene.live.runtime.session import source_from_preset
 
@@ -151,6 +174,7 @@ def run_render_offline(args: argparse.Namespace) -> int:
     if args.config_f is not None:
         import torch
 
+        # torch: only for --config-f
         from phosphene.models.bench import config_f
         from phosphene.models.stylegan2 import Generator
 
@@ -184,6 +208,7 @@ def run_render(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    # start-up time: the effect chain loads numpy (moderngl once drawing)
     from phosphene.render.chain import EffectChain
     from phosphene.render.context import create_headless_context, describe
     from phosphene.render.readback import AsyncReadback
@@ -242,6 +267,7 @@ def run_render(args: argparse.Namespace) -> int:
 # -- generator ----------------------------------------------------------------------------------
 
 def run_generator(args: argparse.Namespace) -> int:
+    # start-up time: torch
     from phosphene.models.bench import run_generator_bench
     from phosphene.models.device import pick_device
 
@@ -253,3 +279,24 @@ def run_generator(args: argparse.Namespace) -> int:
                         precisions=args.precision, batches=args.batch, frames=args.frames,
                         include_compiled=args.compile, threads=args.threads)
     return 0
+
+
+# -- soak -----------------------------------------------------------------------------------------
+
+def run_soak(args: argparse.Namespace) -> int:
+    # start-up time: the engine loads torch
+    from phosphene.live.runtime.soak import run_soak as soak
+
+    music = args.music or Path(__file__).resolve().parents[2] / "examples" / "demo.flac"
+    if not music.is_file():
+        raise PhospheneError(f"--music {music}: no such file")
+    result = soak(args.minutes, music=music, input=args.input, play_to=args.play_to,
+                  size=args.size, preset=args.preset,
+                  progress=lambda line: print(line, flush=True))
+    summary = result.summary()
+    print(json.dumps(summary, indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps({"summary": summary, "samples": result.samples},
+                                        indent=2))
+    return 0 if not summary["errors"] and not summary["thread_restarts"] else 1
+

@@ -6,6 +6,7 @@ import argparse
 
 
 def _audio_device_lines() -> list[str]:
+    # start-up time; a failing import is this section's error alone
     from phosphene.live.audio.devices import list_devices
 
     devices = list_devices()
@@ -24,6 +25,7 @@ def _audio_device_lines() -> list[str]:
 
 
 def _midi_input_lines() -> list[str]:
+    # start-up time; a failing import is this section's error alone
     from phosphene.live.control.midi import list_midi_ports
 
     lines = []
@@ -36,6 +38,7 @@ def _midi_input_lines() -> list[str]:
 
 
 def _monitor_lines() -> list[str]:
+    # start-up time; a failing import is this section's error alone
     from phosphene.render.monitors import monitor_lines
 
     return monitor_lines()

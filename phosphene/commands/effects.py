@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from phosphene.commands._args import any_size
+from phosphene.errors import PhospheneError
 
 # What `effects --preview` and `bench render` run: every built-in effect, in the listed order.
 DEFAULT_CHAIN = ["crossfade", "color", "flash", "transform", "feedback", "chroma", "mirror",
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # start-up time: effect files are read from the package
     from phosphene.render.effects import builtin_effects
 
     if args.check:
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check(paths: list[str]) -> int:
     """Compile each file on a headless context; print OK or the compiler's message."""
-    from phosphene.errors import PhospheneError
+    # start-up time: the effect chain loads numpy (moderngl once drawing)
     from phosphene.render.chain import EffectChain
     from phosphene.render.context import create_headless_context
 
@@ -98,6 +100,7 @@ def _preview(args: argparse.Namespace) -> int:
     import math
     import time
 
+    # start-up time: the effect chain loads numpy, the window glfw once opened
     from phosphene.render.chain import EffectChain
     from phosphene.render.window import Window
 

@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 KEYS_HELP = ("keys in the window: f fullscreen, Esc/q quit, o overlay, space next keyframe, "
              "backspace previous keyframe, c capture keyframe, t tap tempo, "
-             "right/left next/previous preset")
+             "right/left next/previous preset, b blackout on/off (fades to black, stops "
+             "clips), p panic (black at once, clips stopped, effects back to the preset's; "
+             "b brings the picture back), z freeze the picture on/off")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--monitor", type=int, default=None, metavar="N",
                    help="monitor for the window / fullscreen (`phosphene devices`)")
     p.add_argument("--fullscreen", action="store_true", help="start fullscreen")
-    p.add_argument("--overlay", action="store_true", help="start with the fps overlay shown")
+    p.add_argument("--fit", choices=("letterbox", "crop", "stretch"), default="letterbox",
+                   help="how the canvas fills the window or screen: letterbox (all of it, bars "
+                   "where the shapes differ), crop (fills it, cuts the overhang: a square "
+                   "canvas on a 16:9 projector) or stretch")
+    p.add_argument("--overlay", action="store_true",
+                   help="start with the overlay shown (input meter, tempo and beat, preset and "
+                   "keyframe, OSC/MIDI activity, MIDI learn, warnings; `o` toggles it)")
     p.add_argument("--compile", action="store_true",
                    help="compiled live synthesis (torch.compile; CUDA graphs on a GPU): faster "
                    "frames after a warm-up at start; runs eager where it cannot compile (also "
@@ -85,6 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def options_from_args(args: argparse.Namespace):
     """The engine's options from ``phosphene live``'s parsed command line."""
+    # start-up time: the engine loads torch
     from phosphene.live.runtime.engine import EngineOptions
 
     if args.duration is None and args.report is not None and args.audio_file is None:
@@ -93,13 +102,14 @@ def options_from_args(args: argparse.Namespace):
         preset=args.preset, model=args.model, input=args.input, output=args.output,
         sample_rate=args.sample_rate, bank=args.bank, osc_host=args.osc_host,
         osc_port=None if args.no_osc else args.osc_port, midi=args.midi, midi_api=args.midi_api,
-        monitor=args.monitor, fullscreen=args.fullscreen, headless=args.headless,
+        monitor=args.monitor, fullscreen=args.fullscreen, fit=args.fit, headless=args.headless,
         duration_s=args.duration, audio_file=args.audio_file, report=args.report,
         record=args.record, device=args.device, size=args.size, fps=args.fps,
         overlay=args.overlay, compile=args.compile)
 
 
 def run(args: argparse.Namespace) -> int:
+    # start-up time: the engine loads torch
     from phosphene.live.runtime.engine import Engine
 
     if args.bank is not None and not args.bank.is_dir():
@@ -123,7 +133,11 @@ def run(args: argparse.Namespace) -> int:
           f"({frames.get('fps') or 0:.1f} fps), {frames.get('generated', 0)} generated, "
           f"{report.get('onsets', {}).get('detected', 0)} onsets"
           + (f"; report: {args.report}" if args.report else ""), file=sys.stderr)
-    return 0
+    # the last line says why the show ended; a fault (not a quit, the duration or the end of
+    # the file) exits non-zero so a wrapper script or a service manager notices
+    ended = report.get("ended") or {"reason": "set-up did not finish", "clean": False}
+    print(f"phosphene live: show ended: {ended['reason']}", file=sys.stderr)
+    return 0 if ended.get("clean") else 1
 
 
 def _main_thread() -> bool:

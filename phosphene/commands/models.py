@@ -57,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # Handlers ---------------------------------------------------------------------------------------
 
 def run_info(args: argparse.Namespace) -> int:
+    # start-up time: the loaders load torch
     from phosphene.models.loading import describe
 
     d = describe(args.model)
@@ -88,6 +89,7 @@ def run_sample(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
+    # start-up time: the loaders load torch
     from phosphene.models.device import pick_device
     from phosphene.models.loading import load_generator
 
@@ -130,6 +132,7 @@ def run_convert(args: argparse.Namespace) -> int:
     if output.exists() and not args.force:
         raise PhospheneError(f"{output} exists; pass --force to overwrite it")
 
+    # start-up time: the loaders load torch
     from phosphene.models.loading import read_checkpoint, save_generator
 
     checkpoint = read_checkpoint(args.source)

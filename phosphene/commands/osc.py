@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # start-up time: the routes load the show's parameter tables
     from phosphene.live.control.routes import format_namespace, markdown_table
 
     print(markdown_table() if args.markdown else format_namespace())

@@ -112,6 +112,7 @@ def _read_text(path: Path, option: str) -> str:
 
 
 def run_voice(args: argparse.Namespace) -> int:
+    # start-up time: numpy (torch and coqui-tts once synthesizing)
     from phosphene.models.pregen.voice import VoiceRequest, synthesize
 
     text = args.text if args.text_file is None else _read_text(args.text_file, "--text-file")
@@ -130,6 +131,7 @@ def run_voice(args: argparse.Namespace) -> int:
 
 
 def run_music(args: argparse.Namespace) -> int:
+    # start-up time: numpy, the bank (torch and transformers once generating)
     from phosphene.models.pregen.music import MusicRequest, generate_into_bank
 
     lyrics = args.lyrics or ""

@@ -80,10 +80,16 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_outputs(args)
-    from phosphene.live.runtime.offline import (OfflineRender, RenderSettings, render_still,
-                                                render_video)
+    # start-up time: the offline renderer loads torch
+    from phosphene.live.runtime.offline import (OfflineRender, RenderSettings, check_writable,
+                                                render_still, render_video)
     from phosphene.live.runtime.session import source_from_preset, source_from_recording
 
+    # before anything is loaded or rendered: a path we cannot write costs nothing
+    if args.output is not None:
+        check_writable(args.output)
+    if args.frames is not None:
+        check_writable(args.frames, directory=True)
     if args.replay:
         scene, audio = source_from_recording(args.replay, args.model)
     else:

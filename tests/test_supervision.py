@@ -1,0 +1,223 @@
+"""Supervised threads: an exception injected into each of the engine's threads is logged once,
+counted in the report (and on /phosphene/status), and the thread goes on — the show never goes
+silently deaf or frozen. An analyzer that keeps failing leaves the picture running on its own
+clock. Real parts: a headless engine (EGL), a file or the PulseAudio virtual mic as input, OSC
+over loopback with liblo's oscsend/oscdump."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import synth_audio as S
+from live_engine_helpers import EngineRun, tiny_generator, write_presets
+from phosphene.live.runtime.engine import EngineOptions
+from phosphene.supervision import Supervisor
+
+SR = 48000
+
+
+# -- the supervisor itself ---------------------------------------------------------------------
+def test_a_failing_body_is_restarted_counted_and_logged_once(caplog):
+    supervisor = Supervisor()
+    runs = []
+
+    def body():
+        runs.append(time.monotonic())
+        if len(runs) <= 3:
+            raise ValueError("injected")
+
+    with caplog.at_level(logging.ERROR, logger="phosphene.supervision"):
+        assert supervisor.run("worker", body) is True
+    assert len(runs) == 4
+    assert supervisor.restarts == {"worker": 3}
+    assert supervisor.snapshot()["failures"] == [
+        {"thread": "worker", "error": "ValueError: injected", "count": 3}]
+    assert len([r for r in caplog.records if "injected" in r.getMessage()]) == 1
+    assert runs[1] - runs[0] < 0.1            # the first restart comes within 100 ms
+
+
+def test_supervision_gives_up_or_reraises_when_told():
+    supervisor = Supervisor()
+
+    def always():
+        raise OSError("gone")
+
+    assert supervisor.run("display", always, give_up_after=3) is False
+    assert supervisor.restarts["display"] == 3
+    with pytest.raises(OSError):
+        supervisor.run("display", always, fatal=lambda exc: True)
+    stop = threading.Event()
+    stop.set()
+    assert supervisor.run("display", always, should_stop=stop.is_set) is True
+
+
+# -- the engine's threads ----------------------------------------------------------------------
+def music(path, seconds: float):
+    x, _ = S.clicks([0.25 * k for k in range(1, int(seconds * 4))], seconds, amp=0.5)
+    sf.write(path, x, SR)
+    return path
+
+
+class FailOnce:
+    """Wraps a callable so that its n-th call raises (an injected fault), then works again."""
+
+    def __init__(self, fn, at: int = 5, exc: Exception | None = None):
+        self.fn, self.at, self.calls = fn, at, 0
+        self.exc = exc or RuntimeError("injected fault")
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.at:
+            raise self.exc
+        return self.fn(*args, **kwargs)
+
+
+def run_engine(tmp_path, inject, seconds=4.0, **options):
+    preset = write_presets(tmp_path / "presets")
+    opts = EngineOptions(preset=str(preset), audio_file=music(tmp_path / "m.wav", seconds),
+                         output="none", headless=True, osc_port=0, **options)
+    with EngineRun(opts, generator=tiny_generator()) as run:
+        inject(run.engine)
+        report = run.wait()
+    return report
+
+
+def restarted(report, thread):
+    return report["threads"]["restarts"].get(thread, 0)
+
+
+def test_an_exception_in_the_analysis_thread_restarts_it_and_the_show_goes_on(tmp_path):
+    def inject(engine):
+        engine.worker.submit = FailOnce(engine.worker.submit, at=20)
+
+    report = run_engine(tmp_path, inject)
+    assert restarted(report, "analysis") == 1
+    assert report["ended"] == {"reason": "the audio file ended", "clean": True}
+    # the whole file was analysed (it went on from the clock, not from the top), in time
+    assert report["audio"]["seconds_analysed"] == pytest.approx(4.0, abs=0.05)
+    assert report["onsets"]["detected"] >= 12
+    assert any(e["where"] == "thread analysis" for e in report["errors"])
+
+
+def test_an_analyzer_that_keeps_failing_is_replaced_and_the_picture_keeps_its_clock(tmp_path):
+    def inject(engine):
+        analyzer = engine.session.analyzer
+        failing = FailOnce(analyzer.process, at=0)
+        failing.calls = -10**9                     # never the n-th: use the window below
+
+        def process(block, _orig=analyzer.process, _n=[0]):
+            _n[0] += 1
+            if 100 <= _n[0] < 110:                 # ten hops in a row
+                raise FloatingPointError("injected analyzer fault")
+            return _orig(block)
+
+        analyzer.process = process
+
+    report = run_engine(tmp_path, inject)
+    assert report["ended"]["clean"] and report["audio"]["seconds_analysed"] == pytest.approx(
+        4.0, abs=0.05)
+    assert any(e["where"] == "analyzer" for e in report["errors"])
+    # the fresh analyzer hears the clicks after the fault
+    assert report["onsets"]["detected"] >= 8
+    assert report["frames"]["presented"] > 20
+
+
+def test_an_exception_in_the_generator_thread_restarts_it(tmp_path):
+    def inject(engine):
+        worker = engine.worker
+
+        class FailingTimes(list):
+            calls = 0
+
+            def append(self, value):
+                FailingTimes.calls += 1
+                if FailingTimes.calls == 3:      # outside the per-frame error handling
+                    raise RuntimeError("injected worker fault")
+                super().append(value)
+
+        worker.render_times_s = FailingTimes(worker.render_times_s)
+
+    report = run_engine(tmp_path, inject)
+    assert restarted(report, "generator") == 1
+    assert report["frames"]["generated"] > 10
+
+
+def test_an_exception_in_the_display_restarts_it(tmp_path):
+    from phosphene.render import driver
+
+    original = driver.ChainDriver.draw
+    calls = {"n": 0}
+
+    def draw(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 15:
+            raise RuntimeError("injected display fault")
+        return original(self, *args, **kwargs)
+
+    def inject(engine):
+        driver.ChainDriver.draw = draw
+
+    try:
+        report = run_engine(tmp_path, inject)
+    finally:
+        driver.ChainDriver.draw = original
+    assert restarted(report, "display") == 1
+    assert report["ended"]["clean"]
+    assert report["frames"]["presented"] > 30         # frames before and after the restart
+
+
+def oscsend(port: int, address: str, types: str = "", *args) -> None:
+    subprocess.run(["oscsend", "localhost", str(port), address, types, *map(str, args)],
+                   check=True, timeout=10)
+
+
+def test_an_exception_in_the_osc_thread_restarts_it_and_osc_still_works(tmp_path):
+    preset = write_presets(tmp_path / "presets")
+    opts = EngineOptions(preset=str(preset), audio_file=music(tmp_path / "m.wav", 6.0),
+                         output="none", headless=True, osc_port=0)
+    with EngineRun(opts, generator=tiny_generator()) as run:
+        server = run.engine.osc._server
+        server.service_actions = FailOnce(server.service_actions, at=3)
+        time.sleep(0.8)                            # the fault happens, the server comes back
+        oscsend(run.osc_port, "/phosphene/param/psi", "f", 1.9)
+        dump = subprocess.Popen(["oscdump", "-L", "9233"], stdout=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        oscsend(run.osc_port, "/phosphene/status", "i", 9233)
+        time.sleep(0.5)
+        dump.terminate()
+        status = dump.communicate(timeout=5)[0]
+        report = run.wait()
+    assert restarted(report, "osc") == 1
+    assert report["final"]["parameters"]["psi"] == pytest.approx(1.9, abs=0.05)
+    # the status reply counts the restart: ... preset thread_restarts errors
+    line = next(l for l in status.splitlines() if "/phosphene/status" in l)
+    assert line.split()[-2:] == ["1", "1"], line
+
+
+def test_an_exception_in_the_audio_watchdog_restarts_it_and_input_goes_on(pulse, tmp_path):
+    from phosphene.live.audio.streams import AudioIn
+
+    with AudioIn("pulse", samplerate=SR, blocksize=256) as audio_in:
+        assert audio_in.wait_running(timeout=10)
+        stop_wait = audio_in._stop.wait
+        audio_in._stop.wait = FailOnce(stop_wait, at=3)     # inside the watchdog's loop
+        time.sleep(1.0)
+        assert audio_in.supervisor.restarts == {"audio-input": 1}
+        audio_in._stop.wait = stop_wait
+        # the device still delivers, and the restarted watchdog still notices a loss
+        audio_in.drain()
+        block = np.zeros(256, np.float32)
+        assert audio_in.read(block, timeout=2.0)
+        pulse.unload_sink()
+        deadline = time.monotonic() + 10
+        while not audio_in.lost and time.monotonic() < deadline:
+            audio_in.read(block, timeout=0.2)
+        assert audio_in.lost and audio_in.losses == 1
+        pulse.load_sink()
