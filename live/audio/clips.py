@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from phosphene.audio_file import sanitize_audio
 from phosphene.errors import PhospheneError
 from phosphene.models.bank.loudness import resample
 
@@ -68,7 +69,7 @@ class ClipPlayer:
             # a hand-made file the bank lists (``bank add`` refuses such audio): NaN would reach
             # the analyzer with the clip (the output itself is made safe in AudioOut)
             log.warning("clip %s: NaN or infinite samples set to silence", name)
-            samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+            samples = sanitize_audio(samples, out=samples)
         samples = resample(samples, int(rate), self.sample_rate)
         if samples.shape[1] != self.channels:
             mono = samples.mean(axis=1, keepdims=True)
