@@ -206,6 +206,23 @@ REPLIES: tuple[Route, ...] = (
           "answer to a rejected message: what was wrong"),
 )
 
+_REPLY_ADDRESSES = frozenset(r.pattern for r in REPLIES)
+# a reply sent to the address of a request (status): told apart by its arguments
+_REQUESTS = {r.pattern: r for r in NAMESPACE if r.pattern in _REPLY_ADDRESSES}
+
+
+def is_reply(address: str, args: "list[Any] | tuple[Any, ...]") -> bool:
+    """Whether a message that came in is shaped like one of phosphene's own replies
+    (``REPLIES``): every ``/phosphene/error``, and a ``/phosphene/status`` with more arguments
+    than a request takes (a request has none or a reply port; the reply has seven). A reply is
+    never answered, not even with an error: that is how two engines, or an engine asked to
+    reply to its own port, would answer each other for ever. A ``/phosphene/status`` with one
+    argument of the wrong type is a bad request, and is answered as one."""
+    if address not in _REPLY_ADDRESSES:
+        return False
+    request = _REQUESTS.get(address)
+    return request is None or len(args) > len(request.args)
+
 
 @dataclass
 class NamespaceContext:

@@ -503,10 +503,7 @@ class Engine:
             audio["overflows"] = 0
         if self._audio_out is not None:
             audio["output"] = self._audio_out.stats()
-        osc = self.osc.stats.snapshot() if self.osc is not None else {"accepted": {},
-                                                                         "rejected": {}}
-        if self.osc is not None:
-            osc["address"] = f"{self.osc.address[0]}:{self.osc.address[1]}"
+        osc = self.osc.snapshot() if self.osc is not None else {"accepted": {}, "rejected": {}}
         midi = {"accepted": dict(self.counters.midi_by_address),
                 "rejected": self.midi.router.ignored if self.midi is not None else 0,
                 "ports": list(self._midi_ports)}
