@@ -221,3 +221,39 @@ def test_an_exception_in_the_audio_watchdog_restarts_it_and_input_goes_on(pulse,
             audio_in.read(block, timeout=0.2)
         assert audio_in.lost and audio_in.losses == 1
         pulse.load_sink()
+
+
+def test_thirty_seconds_of_digital_silence_on_the_virtual_mic_does_not_end_the_show(pulse,
+                                                                                     tmp_path):
+    """A song ends in exact zeros (the defect that closed the show): music, 30 s of digital
+    silence, music again, through the PulseAudio virtual mic. The show runs to the end, with
+    no error, and still reacts to the music after the silence."""
+    from phosphene.audio_file import load_audio
+    from pathlib import Path
+
+    import soxr
+
+    demo = load_audio(Path(__file__).resolve().parents[1] / "examples" / "demo.flac")
+    music = soxr.resample(demo.samples.mean(axis=1)[:10 * demo.sample_rate], demo.sample_rate, SR)
+    clicks, _ = S.clicks([0.3 + 0.4 * k for k in range(8)], 3.5, amp=0.5)
+    signal = np.concatenate([music, np.zeros(30 * SR, np.float32), clicks]).astype(np.float32)
+    wav = tmp_path / "song_then_silence.wav"
+    sf.write(wav, signal, SR, subtype="FLOAT")
+    preset = write_presets(tmp_path / "presets")
+    seconds = len(signal) / SR + 1.0
+    opts = EngineOptions(preset=str(preset), input="pulse", sample_rate=SR, output="none",
+                         headless=True, osc_port=None, duration_s=seconds)
+    onsets_at = []
+    with EngineRun(opts, generator=tiny_generator()) as run:
+        player = pulse.play(wav)
+        deadline = time.monotonic() + seconds + 30
+        while run.thread.is_alive() and time.monotonic() < deadline:
+            onsets_at.append((run.engine.clock / SR, run.engine.counters.onsets))
+            time.sleep(0.5)
+        report = run.wait()
+        player.kill()
+    assert report["errors"] == [] and report["threads"]["restarts"] == {}
+    assert report["ended"] == {"reason": "the --duration was reached", "clean": True}
+    # onsets heard after the silence: the count grows in the last seconds
+    before_end = [n for t, n in onsets_at if t < 40.0]
+    assert report["onsets"]["detected"] >= (before_end[-1] if before_end else 0) + 4
