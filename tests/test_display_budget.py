@@ -51,3 +51,21 @@ def test_scaled_sizes_are_even_and_not_tiny():
     assert g.scaled((1024, 1024)) == (256, 256)
     assert g.scaled((50, 30)) == (16, 16)
     assert all(side % 2 == 0 for side in DisplayGovernor(1 / 60, scale=0.7071).scaled((1280, 720)))
+
+
+def test_a_generator_making_too_few_frames_counts_as_behind():
+    """Fresh frames (a small age) but only 3 a second: the display yields all the same."""
+    g = DisplayGovernor(1 / 60)
+    t, generated = 0.0, 0
+    for _ in range(200):
+        t += 0.05
+        generated = int(t * 3)
+        g.after_frame(t, 0.04, 0.05, generated)
+    assert g.generator_fps == pytest.approx(3.0, abs=1.0)
+    assert g.behind and g.throttled_frames > 0
+    fast = DisplayGovernor(1 / 60)
+    t = 0.0
+    for _ in range(200):
+        t += 0.02
+        fast.after_frame(t, 0.002, 0.05, int(t * 60))
+    assert not fast.behind and fast.throttled_frames == 0

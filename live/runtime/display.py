@@ -139,7 +139,8 @@ def run_display(engine, *, on_frame: Callable[[PresentedFrame], None] | None = N
             # frozen show holds an old request, and that is not the generator falling behind)
             gan_age_s = None if driver.frame_sample is None else \
                 (state.request.sample_index - driver.frame_sample) / engine.sample_rate
-            frame_period = governor.after_frame(presented, presented - now, gan_age_s)
+            frame_period = governor.after_frame(presented, presented - now, gan_age_s,
+                                                worker.generated)
             if governor.scaled(size) != driver.size:     # drawn smaller (or back up)
                 driver.resize(governor.scaled(size))
             # pace to the display rate (headless; a window whose swap does not wait)

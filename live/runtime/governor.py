@@ -8,7 +8,8 @@ this governor, after each frame, how long to wait before the next one and at wha
 draw:
 
 - while the generator is *behind* (the GAN frame on screen shows audio older than
-  ``behind_s``), the display takes at most ``share`` of the wall time: after a frame that took
+  ``behind_s``, or it makes fewer than ``min_generator_fps`` frames a second), the display
+  takes at most ``share`` of the wall time: after a frame that took
   ``d`` seconds to draw it waits at least ``d * (1 - share) / share``;
 - if that would bring the display below ``min_rate_hz``, the canvas is drawn smaller
   (``scale`` steps down to ``min_scale``; the window scales it up), since a smaller chain is
@@ -32,6 +33,7 @@ class DisplayGovernor:
     period_s: float                  # the display's own pace (1 / fps, or the refresh cap)
     share: float = 0.5               # most of the wall time the display takes when behind
     behind_s: float = 0.5            # a GAN frame older than this (audio time) is "behind"
+    min_generator_fps: float = 10.0  # ... and so is a generator slower than this
     min_rate_hz: float = 12.0        # below this rate, draw smaller instead of slower
     min_scale: float = 0.25
     hold_s: float = 2.0              # least time between two scale changes
@@ -47,17 +49,27 @@ class DisplayGovernor:
     _last_change: float = field(default=-1e9, repr=False)
     _keeping_up_since: float | None = field(default=None, repr=False)
     _last_now: float | None = field(default=None, repr=False)
+    _rate_mark: tuple[float, int] | None = field(default=None, repr=False)
+    generator_fps: float | None = None   # measured over the last second or so
 
-    def after_frame(self, now: float, draw_s: float, gan_age_s: float | None) -> float:
+    def after_frame(self, now: float, draw_s: float, gan_age_s: float | None,
+                    generated: int | None = None) -> float:
         """A frame took ``draw_s`` to draw and showed a GAN frame ``gan_age_s`` behind the
-        audio (None before the first); returns the least time from this frame's start to the
-        next one's (the display period it may run at now).
+        audio (None before the first), with ``generated`` frames finished so far; returns the
+        least time from this frame's start to the next one's (the display period now).
         ``scale`` may have changed: the caller resizes the canvas."""
         self.draw_s = draw_s if self.draw_s == 0.0 else 0.8 * self.draw_s + 0.2 * draw_s
         if self._last_now is not None and self.behind:
             self.behind_total_s += now - self._last_now
         self._last_now = now
-        self.behind = gan_age_s is not None and gan_age_s > self.behind_s
+        if generated is not None:
+            if self._rate_mark is None:
+                self._rate_mark = (now, generated)
+            elif now - self._rate_mark[0] >= 1.0:
+                self.generator_fps = (generated - self._rate_mark[1]) / (now - self._rate_mark[0])
+                self._rate_mark = (now, generated)
+        slow = self.generator_fps is not None and self.generator_fps < self.min_generator_fps
+        self.behind = slow or (gan_age_s is not None and gan_age_s > self.behind_s)
         period = self.period_s
         if self.behind:
             self._keeping_up_since = None
