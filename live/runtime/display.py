@@ -141,8 +141,9 @@ def run_display(engine, *, on_frame: Callable[[PresentedFrame], None] | None = N
                 (state.request.sample_index - driver.frame_sample) / engine.sample_rate
             frame_period = governor.after_frame(presented, presented - now, gan_age_s,
                                                 worker.generated)
-            if governor.scaled(size) != driver.size:     # drawn smaller (or back up)
-                driver.resize(governor.scaled(size))
+            wanted = governor.scaled(size)
+            if wanted != driver.size:                    # drawn smaller (or back up)
+                driver.resize(wanted)
             # pace to the display rate (headless; a window whose swap does not wait)
             next_due = max(next_due + frame_period, presented - frame_period)
             delay = next_due - time.monotonic()
