@@ -144,8 +144,10 @@ def test_fifty_preset_switches_leave_gl_objects_and_memory_where_they_were(tmp_p
     gl = GLObjects(monkeypatch)
     preset = _shipped_presets_with_short_crossfades(tmp_path / "presets")
     audio = _clicks_wav(tmp_path / "clicks.wav", duration_s=300.0)   # the test stops first
+    # the display on a thread: GL objects are counted by wrapping moderngl in this process
+    # (the display process runs the same ChainDriver)
     options = EngineOptions(preset=str(preset), headless=True, osc_port=0, output="none",
-                            audio_file=audio, size=CANVAS, fps=30)
+                            audio_file=audio, size=CANVAS, fps=30, display="thread")
     with EngineRun(options, generator=tiny_generator()) as run:
         for name in CYCLE:                        # warm up: every chain built once
             _switch(run, name)

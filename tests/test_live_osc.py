@@ -31,7 +31,7 @@ def context() -> NamespaceContext:
 @pytest.fixture()
 def server(context):
     status = {"fps": 59.5, "frame_ms": 16.8, "generator_fps": 21.0, "tempo_bpm": 128.0,
-              "preset": "default"}
+              "preset": "default", "input_overflows": 3, "audio_age_ms": 7.25}
     srv = OscServer("127.0.0.1", 0, clock=lambda: 4800, context=lambda: context,
                     status=lambda: status).start()
     yield srv
@@ -91,8 +91,9 @@ def test_status_is_answered_to_oscdump(server):
         dump.terminate()
         dump.wait(timeout=TIMEOUT_S)
     words = line.split()        # oscdump: <timetag> <address> <types> <values...>
-    assert words[1:3] == ["/phosphene/status", "ffffsii"]
+    assert words[1:3] == ["/phosphene/status", "ffffsiiif"]
     assert "default" in line and "59.5" in line and "128" in line
+    assert words[-2:] == ["3", "7.250000"]         # input overflows, age of analysed audio
 
 
 def test_status_and_errors_are_answered_to_the_sender(server):

@@ -7,6 +7,11 @@ process has no stream open.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
+import os
+import sys
 from dataclasses import dataclass
 
 from phosphene.errors import PhospheneError
@@ -104,3 +109,85 @@ def note_stream_opened() -> None:
 def note_stream_closed() -> None:
     global _open_streams
     _open_streams = max(0, _open_streams - 1)
+
+
+# -- the audio libraries' own messages --------------------------------------------------------------
+# ALSA's library and PortAudio print their errors to stderr themselves ("ALSA lib pulse.c:...:
+# PulseAudio: Unable to connect", "Expression 'AlsaOpen(...)' failed in
+# 'src/hostapi/alsa/pa_linux_alsa.c'"): five or so lines for every attempt to reopen a lost
+# device, once a second, where the loss itself was logged once. While the watchdog retries,
+# ALSA's error handler is one that says nothing, and what is written to the process's stderr
+# (file descriptor 2: PortAudio has no hook) goes through a pipe that keeps every line except
+# those two libraries' -- a log line another thread writes meanwhile comes out a moment later.
+_ALSA_HANDLER_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                                      ctypes.c_int, ctypes.c_char_p)
+_LIBRARY_NOISE = (b"ALSA lib ", b"Expression '", b"PaAlsa", b"snd_pcm_")
+
+
+def _ignore_alsa_message(filename, line, function, err, fmt) -> None:
+    pass
+
+
+_alsa_quiet_handler = _ALSA_HANDLER_TYPE(_ignore_alsa_message)   # kept alive: ALSA holds it
+
+
+@functools.cache
+def _alsa_library():
+    try:
+        return ctypes.CDLL("libasound.so.2")
+    except OSError:                  # not Linux, or no ALSA
+        return None
+
+
+def is_library_noise(line: bytes) -> bool:
+    """A line ALSA's library or PortAudio printed by itself."""
+    return line.lstrip().startswith(_LIBRARY_NOISE)
+
+
+@contextlib.contextmanager
+def quiet_audio_libraries():
+    """ALSA's and PortAudio's own stderr messages left out for the duration (their errors
+    still raise as usual; other stderr output is kept)."""
+    alsa = _alsa_library()
+    if alsa is not None:
+        alsa.snd_lib_error_set_handler(_alsa_quiet_handler)
+    try:
+        with _stderr_filtered():
+            yield
+    finally:
+        if alsa is not None:
+            alsa.snd_lib_error_set_handler(None)     # ALSA's default handler again
+
+
+@contextlib.contextmanager
+def _stderr_filtered():
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        read_end, write_end = os.pipe()
+    except (OSError, ValueError, AttributeError):    # no real stderr (embedded, Windows GUI)
+        yield
+        return
+    os.set_blocking(read_end, False)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 2)
+        os.close(saved)
+        captured = b""
+        try:
+            while chunk := os.read(read_end, 65536):
+                captured += chunk
+        except BlockingIOError:
+            pass
+        os.close(read_end)
+        kept = [line for line in captured.splitlines(keepends=True)
+                if not is_library_noise(line)]
+        if kept:
+            os.write(2, b"".join(kept))

@@ -27,6 +27,7 @@ class FileSource:
         self.sample_rate = audio.sample_rate
         self.channels = audio.samples.shape[1]
         self.mono = to_mono(audio.samples, channel)
+        self.due_at = 0.0     # when the newest block was due (live: when it would have arrived)
 
     @property
     def duration_s(self) -> float:
@@ -50,4 +51,7 @@ class FileSource:
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+                self.due_at = due
+            else:
+                self.due_at = time.monotonic()
             yield block

@@ -28,8 +28,15 @@ from phosphene.supervision import Supervisor
 from phosphene.live.audio import devices
 from phosphene.live.audio.limiter import safe_for_output
 from phosphene.live.audio.ringbuffer import RingBuffer
+from phosphene.live.audio.sound_server import InputRoute
 
 log = logging.getLogger(__name__)
+
+# Callback time stamps kept (a power of two): more callbacks than the input ring holds.
+STAMPS = 4096
+STAMP_MASK = STAMPS - 1
+# How often the watchdog asks the sound server where the input stream records from.
+ROUTE_CHECK_S = 0.5
 
 
 class _SupervisedStream:
@@ -69,6 +76,8 @@ class _SupervisedStream:
         self.reconnects = 0                 # times it came back
         self.status_flags = 0               # callbacks that reported an xrun/status
         self._callbacks = 0                 # callbacks served (the supervisor's heartbeat)
+        self._route: InputRoute | None = None   # the input's source on a sound server
+        self.moved_to: str | None = None    # where the server last moved the stream to
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self):
@@ -90,6 +99,8 @@ class _SupervisedStream:
             self._supervisor = None
         with self._lock:
             self._close()
+            if self._route is not None:
+                self._route.close()
 
     def __enter__(self):
         return self.start()
@@ -106,9 +117,14 @@ class _SupervisedStream:
         return self._callbacks != start
 
     def stats(self) -> dict:
-        return {"device": self.device_name, "samplerate": self.samplerate,
-                "overflows": self._ring.overflows, "status_flags": self.status_flags,
-                "losses": self.losses, "reconnects": self.reconnects, "lost": self.lost}
+        stats = {"device": self.device_name, "samplerate": self.samplerate,
+                 "overflows": self._ring.overflows, "status_flags": self.status_flags,
+                 "losses": self.losses, "reconnects": self.reconnects, "lost": self.lost}
+        if self._route is not None and self._route.chosen is not None:
+            stats["source"] = self._route.chosen        # on a sound server
+            if self.moved_to is not None:
+                stats["moved_to"] = self.moved_to
+        return stats
 
     # -- stream handling (supervisor thread or start/stop, under _lock) ------------------------
     def _make_stream(self, index: int):
@@ -132,6 +148,8 @@ class _SupervisedStream:
             raise
         self._stream = stream
         self.device_name = info.name
+        if self._route is not None:
+            self._route.bind()          # the chosen source; or back to it after a move
 
     def _close(self) -> None:
         stream, self._stream = self._stream, None
@@ -147,6 +165,7 @@ class _SupervisedStream:
     def _supervise(self) -> None:
         last_count, last_progress = self._callbacks, time.monotonic()
         next_retry = 0.0
+        next_route_check = 0.0
         opened_at = time.monotonic()  # a freshly opened stream may take a while to get going
         while not self._stop.wait(0.1):
             now = time.monotonic()
@@ -154,6 +173,18 @@ class _SupervisedStream:
                 if self._stop.is_set():
                     return
                 if self._stream is not None:
+                    moved = None
+                    if self._route is not None and now >= next_route_check:
+                        next_route_check = now + ROUTE_CHECK_S
+                        moved = self._route.moved_to()
+                    if moved is not None:
+                        # the server put another source in its place: not what the show hears
+                        self._lose(f"the sound server moved it from {self._route.chosen!r} to "
+                                   f"{moved!r}; continuing with silence until "
+                                   f"{self._route.chosen!r} is back")
+                        self.moved_to = moved
+                        next_retry = now + self.retry_interval_s
+                        continue
                     if self._callbacks != last_count:
                         last_count, last_progress = self._callbacks, now
                         continue
@@ -162,25 +193,32 @@ class _SupervisedStream:
                     if self._stream.active and now - last_progress < timeout:
                         continue
                     # no callbacks: the device is gone (or hung) — go to silence, retry
-                    log.warning("audio %s %r lost; continuing with silence and retrying every "
-                                "%.0f s", self.kind, self.device_name, self.retry_interval_s)
-                    self._close()
-                    self._on_lost()
-                    self.lost = True
-                    self.losses += 1
+                    self._lose(f"continuing with silence and retrying every "
+                               f"{self.retry_interval_s:.0f} s")
                     next_retry = now + self.retry_interval_s
                 elif now >= next_retry:
+                    next_retry = now + self.retry_interval_s
+                    if self._route is not None and not self._route.chosen_present():
+                        continue            # reopening now would land on the substitute
                     try:
-                        self._open()
+                        with devices.quiet_audio_libraries():   # the loss was logged once; no noise
+                            self._open()
                     except Exception as exc:  # noqa: BLE001 - still gone; try again later
                         log.debug("reopening audio %s failed: %s", self.kind, exc)
-                        next_retry = now + self.retry_interval_s
                         continue
                     log.info("audio %s %r is back", self.kind, self.device_name)
                     last_count, last_progress = self._callbacks, now
                     opened_at = now
                     self.reconnects += 1
                     self.lost = False
+
+    def _lose(self, why: str) -> None:
+        """The device is gone (or replaced): say so once, close, go to silence."""
+        log.warning("audio %s %r lost: %s", self.kind, self.device_name, why)
+        self._close()
+        self._on_lost()
+        self.lost = True
+        self.losses += 1
 
     def _on_lost(self) -> None:
         pass
@@ -206,7 +244,16 @@ class AudioIn(_SupervisedStream):
             raise PhospheneError(f"input channel {channel} does not exist on "
                                  f"{self.device_name!r} ({self.channels} channels opened)")
         self.channel = channel
+        self._route = InputRoute()
         self._ring = RingBuffer(self._buffer_frames)
+        # When each callback delivered its samples (honest latency): the callback writes the
+        # ring's frame count after its block and the time, in preallocated arrays; a reader
+        # finds the callback that delivered a block's last sample (``delivered_at``).
+        self._stamp_frames = np.zeros(STAMPS, dtype=np.int64)
+        self._stamp_times = np.zeros(STAMPS, dtype=np.float64)
+        self._stamps = 0                # stamps ever written (the callback's counter)
+        self._stamp_cursor = 0          # the reader's position in them
+        self.delivered_at = 0.0         # when the newest block read reached this process
         self._mix = np.zeros(max(self.blocksize, 8192), dtype=np.float32)
         self._inv_channels = np.float32(1.0 / self.channels)
         self.samples_delivered = 0   # the sample clock: real samples and silence alike
@@ -235,10 +282,25 @@ class AudioIn(_SupervisedStream):
             self._ring.write(mix)
         else:
             self._ring.overflows += 1
+        k = self._stamps & STAMP_MASK
+        self._stamp_frames[k] = self._ring.frames_written
+        self._stamp_times[k] = time.monotonic()
+        self._stamps += 1              # published after the stamp, as the ring does
         self._callbacks += 1
 
     def _on_lost(self) -> None:
         self._silence_due = time.monotonic()
+
+    def _delivery_time(self, frames_read: int) -> float:
+        """When the callback that wrote sample ``frames_read - 1`` ran."""
+        stamps = self._stamps
+        cursor = max(self._stamp_cursor, stamps - STAMPS + 1)
+        while cursor < stamps and self._stamp_frames[cursor & STAMP_MASK] < frames_read:
+            cursor += 1
+        self._stamp_cursor = cursor
+        if cursor >= stamps:            # not stamped yet (cannot happen in order): now
+            return time.monotonic()
+        return float(self._stamp_times[cursor & STAMP_MASK])
 
     def read(self, out: np.ndarray, timeout: float | None = None) -> bool:
         """Fill ``out`` (mono float32) with the next ``len(out)`` samples. Waits for the device;
@@ -249,12 +311,14 @@ class AudioIn(_SupervisedStream):
         while not self._stop.is_set() or self._ring.available() >= n:
             if self._ring.read_into(out):
                 self.samples_delivered += n
+                self.delivered_at = self._delivery_time(self._ring.frames_read)
                 return True
             if self.lost:
                 now = time.monotonic()
                 due = self._silence_due
                 if now >= due:
                     self._silence_due = max(due, now - 0.5) + hop_s
+                    self.delivered_at = now
                     out[:] = 0.0
                     self.samples_delivered += n
                     self.silent_blocks += 1

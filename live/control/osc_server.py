@@ -350,7 +350,8 @@ class OscRouter(Dispatcher):
             "/phosphene/status", float(info.get("fps", 0.0)), float(info.get("frame_ms", 0.0)),
             float(info.get("generator_fps", 0.0)), float(info.get("tempo_bpm", 0.0)),
             str(info.get("preset", "")), int(info.get("thread_restarts", 0)),
-            int(info.get("errors", 0))))
+            int(info.get("errors", 0)), int(info.get("input_overflows", 0)),
+            float(info.get("audio_age_ms", 0.0))))
 
     def reply_error(self, client: tuple[str, int], address: str, reason: str) -> None:
         if self.is_own(client):

@@ -179,7 +179,7 @@ NAMESPACE: tuple[Route, ...] = (
           handler=lambda show, b, a, e: show.freeze(bool(a[0]) if a else None)),
     Route(f"{P}/status", (Arg("reply_port", "i", 1, 65535, optional=True),),
           "reply /phosphene/status fps frame_ms generator_fps tempo_bpm preset thread_restarts "
-          "errors to the sender "
+          "errors input_overflows audio_age_ms to the sender "
           "(or to REPLY_PORT on the sender's host)", "reply"),
 )
 
@@ -200,8 +200,11 @@ REPLIES: tuple[Route, ...] = (
     Route(f"{P}/status", (Arg("fps", "f", 0, math.inf), Arg("frame_ms", "f", 0, math.inf),
                           Arg("generator_fps", "f", 0, math.inf), Arg("tempo_bpm", "f", 0, 300),
                           Arg("preset", "s"), Arg("thread_restarts", "i", 0, math.inf),
-                          Arg("errors", "i", 0, math.inf)),
-          "answer to /phosphene/status: thread restarts and errors counted since the start"),
+                          Arg("errors", "i", 0, math.inf),
+                          Arg("input_overflows", "i", 0, math.inf),
+                          Arg("audio_age_ms", "f", 0, math.inf)),
+          "answer to /phosphene/status: thread restarts, errors and input overflows (audio "
+          "blocks lost) counted since the start; how old the newest analysed audio was"),
     Route(f"{P}/error", (Arg("address", "s"), Arg("reason", "s")),
           "answer to a rejected message: what was wrong"),
 )

@@ -12,7 +12,9 @@ Threads (DESIGN.md, "Data flow"); one clock, the audio sample index:
   Records audio and events with ``--record``.
 - **generator** (``GeneratorWorker``): renders the newest request; older ones are dropped.
 - **OSC server**, **MIDI input**: validate and queue events (their own threads).
-- **display** (``display.run_display``, the caller's thread: main for a window).
+- **display** (``display.run_display``): in its own process by default
+  (``display_process.py``: OpenGL waits hold the interpreter lock), served by a link thread
+  here (the caller's); with ``display="thread"`` on the caller's thread.
 
 Every one of these threads runs supervised (``phosphene.supervision``): an exception is logged
 once, counted in the report and on ``/phosphene/status``, and the thread goes on from the state
@@ -51,9 +53,10 @@ from phosphene.live.control.midi import MidiInput
 from phosphene.live.control.osc_server import OscServer
 from phosphene.live.control.routes import ActionFailed
 from phosphene.live.runtime.actions import LiveActions
-from phosphene.live.runtime.display import PresentedFrame, run_display
+from phosphene.live.runtime.display import EngineFeed, PresentedFrame, run_display
+from phosphene.live.runtime.display_process import DisplayChild, DisplayProcess
 from phosphene.live.runtime.recording import Recorder
-from phosphene.live.runtime.report import (ErrorLog, FrameTimes, OnsetLatency, build_report,
+from phosphene.live.runtime.report import (AudioAge, ErrorLog, FrameTimes, OnsetLatency, build_report,
                                            percentiles_ms, write_report)
 from phosphene.live.runtime.session import (Session, ShowSource, analyzer_settings,
                                             open_generator, source_from_preset)
@@ -109,6 +112,7 @@ class EngineOptions:
     fps: float | None = None                  # headless display rate (None: the preset's)
     overlay: bool = False
     compile: bool = False                     # compiled live synthesis (also: the preset's)
+    display: str = "process"                  # "process": its own; "thread": the caller's
 
 
 @dataclass
@@ -133,6 +137,7 @@ class Engine:
         self.errors = ErrorLog()
         self.frame_times = FrameTimes()
         self.latency = OnsetLatency()
+        self.audio_age = AudioAge()
         self.counters = _Counters()
         self.supervisor = Supervisor(on_failure=lambda name, exc: self.errors.add(
             f"thread {name}", f"{type(exc).__name__}: {exc}"))
@@ -161,7 +166,12 @@ class Engine:
         self.model_source = ""
         self.synthesis_info: dict[str, Any] = {"compiled": False, "reason": "not asked for"}
         self._started_at = 0.0
+        self._start_lock = threading.Lock()
+        self._display_child = None                 # spawned early by run(), used once
+        self.display_pid: int | None = None        # the display process (tests, status)
         self._wall_s = 0.0
+        self._first_arrival: float | None = None  # when the first hop's audio began arriving
+        self._last_analysed = 0.0                 # when the newest hop's analysis was done
         self.audio_started_at: float | None = None
         self.display_info: dict[str, Any] = {}   # how the picture was shown (for the report)
 
@@ -205,29 +215,51 @@ class Engine:
         return self.session.show if self.session is not None else None
 
     def run(self) -> dict:
+        child = None
         try:
+            if self.options.display != "thread":
+                # started first: it imports and opens while the model loads
+                child = self._display_child = DisplayChild.spawn()
             self._setup()
             self._display()
         finally:
             self._stop.set()
+            if child is not None:
+                child.close()
             self._teardown()
         return self.report()
 
     def _display(self) -> None:
         """The display loop, supervised once the show is on screen (before that a window
-        that cannot open is a plain error: there is no show to keep going)."""
+        that cannot open is a plain error: there is no show to keep going). By default it
+        runs in its own process (``display_process.py`` says why)."""
+        outcome = []
+
+        def display() -> None:
+            if self.options.display == "thread":
+                feed = EngineFeed(self, on_frame=self.on_frame,
+                                  capture_pixels=self.capture_pixels)
+                outcome.append(run_display(feed))
+            else:
+                child, self._display_child = self._display_child, None
+                link = DisplayProcess(self, on_frame=self.on_frame,
+                                      capture_pixels=self.capture_pixels)
+                outcome.append(link.run(child or DisplayChild.spawn()))
+            self.display_info = {"runs_in": self.options.display, **outcome[-1].info}
+
         finished = self.supervisor.run(
-            "display", lambda: run_display(self, on_frame=self.on_frame,
-                                           capture_pixels=self.capture_pixels),
-            should_stop=self._stop.is_set, fatal=lambda exc: not self.ready.is_set(),
+            "display", display, should_stop=self._stop.is_set,
+            fatal=lambda exc: not self.ready.is_set(),
             give_up_after=DISPLAY_RESTARTS_BEFORE_GIVING_UP)
         if not finished:
             failure = self.supervisor.snapshot()["failures"][-1]["error"]
             self._end(f"the display failed and could not be restarted: {failure}", clean=False)
         elif self._analysis_done.is_set():
             self._end("the audio ended")
-        else:
+        elif outcome and outcome[-1].reason == "closed":
             self._end("the window was closed")
+        else:
+            self._end("stopped")
 
     # -- set-up -----------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -273,9 +305,17 @@ class Engine:
         self._analysis = self.supervisor.thread("analysis", self._analysis_loop,
                                                 should_stop=self._stop.is_set,
                                                 on_exit=self._analysis_done.set)
-        self._start_audio()
-        self._started_at = time.monotonic()
-        self._analysis.start()
+
+    def start_show(self) -> None:
+        """Start the audio and the analysis: called once the display is open (a display
+        process takes a second or two to start on a loaded machine; an audio file released
+        meanwhile would play out unseen). Later calls (a restarted display) do nothing."""
+        with self._start_lock:
+            if self._started_at:
+                return
+            self._start_audio()
+            self._started_at = time.monotonic()
+            self._analysis.start()
 
     def _start_osc(self) -> None:
         o = self.options
@@ -372,7 +412,9 @@ class Engine:
         for block in self._blocks():
             if self._stop.is_set():
                 break
-            arrived = time.monotonic()
+            # when this audio reached us (the callback's stamp), not when it was read: audio
+            # that waited in the ring is as late as it is
+            arrived = self._file.due_at if self._file is not None else self._audio_in.delivered_at
             block_start = self.clock
             actions.block_start = block_start
             session.route(self._drain_events(), actions, self._event_failed)
@@ -391,6 +433,11 @@ class Engine:
             self.clock = frame.sample_index
             self.state = state
             self.worker.submit(state.request)
+            done = time.monotonic()
+            self.audio_age.add(done - arrived)
+            if self._first_arrival is None:
+                self._first_arrival = arrived - hop / sr
+            self._last_analysed = done
             if frame.onset:
                 self.counters.onsets += 1
                 self.latency.onset(frame.sample_index, arrived)
@@ -467,7 +514,10 @@ class Engine:
                 "tempo_bpm": show.controls.tempo_bpm if show is not None else 0.0,
                 "preset": show.preset.name if show is not None else "",
                 "thread_restarts": self.supervisor.total_restarts,
-                "errors": len(self.errors)}
+                "errors": len(self.errors),
+                "input_overflows": self._audio_in.stats()["overflows"]
+                if self._audio_in is not None else 0,
+                "audio_age_ms": 1000.0 * self.audio_age.newest_s}
 
     def _teardown(self) -> None:
         self._wall_s = time.monotonic() - self._started_at if self._started_at else 0.0
@@ -487,6 +537,14 @@ class Engine:
             write_report(self.options.report, self.report())
             log.info("run report written to %s", self.options.report)
 
+    def _analysed_per_wall_s(self) -> float:
+        """Seconds of audio analysed per second of wall time, from the first audio's
+        arrival to the newest analysis (1.0: nothing lost, nothing left waiting)."""
+        if self._first_arrival is None:
+            return 0.0
+        span = self._last_analysed - self._first_arrival
+        return self.clock / self.sample_rate / span if span > 0 else 0.0
+
     def report(self) -> dict:
         if self.worker is None:          # set-up did not finish: nothing ran
             return {}
@@ -495,7 +553,10 @@ class Engine:
         audio: dict[str, Any] = {"source": self.audio_source_name,
                                  "sample_rate": self.sample_rate,
                                  "hop_length": self.session.hop_length,
-                                 "seconds_analysed": self.clock / self.sample_rate}
+                                 "seconds_analysed": self.clock / self.sample_rate,
+                                 # 1.0: the analysis kept up with the wall clock
+                                 "analysed_per_wall_s": self._analysed_per_wall_s(),
+                                 "age": self.audio_age.summary()}
         if self._audio_in is not None:
             audio.update(self._audio_in.stats())
             audio["silent_blocks"] = self._audio_in.silent_blocks

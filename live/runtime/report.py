@@ -116,6 +116,46 @@ class OnsetLatency:
                     "gan_path_ms": percentiles_ms(self.gan_s)}
 
 
+class AudioAge:
+    """How old each hop's audio was when its analysis was done: from the moment the audio
+    callback delivered the hop's last sample (a file: when it would have arrived live) to the
+    end of its analysis. Audio that waited in the input ring because the analysis fell behind
+    shows here, however fresh the samples look to the analyzer.
+
+    Kept as a histogram of whole milliseconds (bounded memory over a night-long show)."""
+
+    MAX_MS = 10_000
+    LATE_MS = 50.0          # the target: analysed audio never older than this
+
+    def __init__(self) -> None:
+        self._counts = np.zeros(self.MAX_MS + 1, dtype=np.int64)
+        self.count = 0
+        self.late = 0                 # hops older than LATE_MS
+        self.max_s = 0.0
+        self.newest_s = 0.0           # the newest hop's age (``/phosphene/status``)
+
+    def add(self, age_s: float) -> None:
+        age_s = max(age_s, 0.0)
+        self._counts[min(int(age_s * 1000.0), self.MAX_MS)] += 1
+        self.count += 1
+        self.newest_s = age_s
+        if age_s > self.max_s:
+            self.max_s = age_s
+        if age_s * 1000.0 > self.LATE_MS:
+            self.late += 1
+
+    def percentile_ms(self, q: float) -> float | None:
+        if self.count == 0:
+            return None
+        rank = q / 100.0 * (self.count - 1)
+        return float(np.searchsorted(np.cumsum(self._counts), rank, side="right"))
+
+    def summary(self) -> dict[str, Any]:
+        return {"p50_ms": self.percentile_ms(50), "p99_ms": self.percentile_ms(99),
+                "max_ms": round(1000.0 * self.max_s, 2) if self.count else None,
+                "hops": self.count, "older_than_50ms": self.late}
+
+
 class ErrorLog:
     """Errors of a run, counted by where and what (bounded: a repeating error is one entry)."""
 

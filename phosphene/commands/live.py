@@ -68,6 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overlay", action="store_true",
                    help="start with the overlay shown (input meter, tempo and beat, preset and "
                    "keyframe, OSC/MIDI activity, MIDI learn, warnings; `o` toggles it)")
+    p.add_argument("--display", choices=("process", "thread"), default="process",
+                   help="where the display draws: its own process (default: OpenGL waits can "
+                   "never stall the audio or the generator) or a thread of the engine's "
+                   "process (no frame copies; for a GPU where the effects cost little)")
     p.add_argument("--compile", action="store_true",
                    help="compiled live synthesis (torch.compile; CUDA graphs on a GPU): faster "
                    "frames after a warm-up at start; runs eager where it cannot compile (also "
@@ -105,7 +109,7 @@ def options_from_args(args: argparse.Namespace):
         monitor=args.monitor, fullscreen=args.fullscreen, fit=args.fit, headless=args.headless,
         duration_s=args.duration, audio_file=args.audio_file, report=args.report,
         record=args.record, device=args.device, size=args.size, fps=args.fps,
-        overlay=args.overlay, compile=args.compile)
+        overlay=args.overlay, compile=args.compile, display=args.display)
 
 
 def run(args: argparse.Namespace) -> int:
