@@ -377,7 +377,7 @@ class Engine:
         generator, self.model_source = open_generator(
             source.model_source, o.device or "auto", generator=self._injected_generator)
         if generator.device.type == "cpu":
-            _leave_a_core_for_the_display()
+            leave_a_core_for_the_display()
         if o.compile or source.preset.generator.compile:
             live = compile_for_live(generator.G)
             generator.synthesis = live
@@ -596,7 +596,7 @@ class Engine:
                    "blackout": state.blackout, "frozen": state.frozen})
 
 
-def _leave_a_core_for_the_display() -> None:
+def leave_a_core_for_the_display() -> None:
     """On the CPU, torch would take every core and starve the analysis and display threads
     (an onset's flash would wait for a GAN frame). Keep one core free."""
     import torch

@@ -40,13 +40,23 @@ CLIP_EVERY_S = 20.0
 PRESET_CYCLE = ("default", "showcase", "notebook")
 
 
-def rss_mb() -> float:
-    """Resident memory of this process in MB (Linux /proc)."""
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process (this one by default) in MB (Linux /proc); 0 when it
+    is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except FileNotFoundError:
+        return 0.0
     return float("nan")
+
+
+def show_rss_mb(engine) -> float:
+    """The show's resident memory: the engine's process and its display process."""
+    child = engine.display_pid
+    return rss_mb() + (rss_mb(child) if child is not None else 0.0)
 
 
 def os_threads() -> int:
@@ -91,7 +101,7 @@ class SoakResult:
         }
 
 
-class _Player:
+class MusicLoop:
     """Loops ``samples`` into an output device (the virtual mic's sink)."""
 
     def __init__(self, path: Path, device: str | None):
@@ -148,7 +158,7 @@ def run_soak(minutes: float, *, music: Path, input: str | None, play_to: str | N
                 thread.join(1)
                 raise RuntimeError("the engine did not start (see the log above)")
             time.sleep(0.1)
-        player = _Player(music, play_to)
+        player = MusicLoop(music, play_to)
         player.stream.start()
         osc = SimpleUDPClient(*engine.osc_address)
         start = time.monotonic()
@@ -182,7 +192,7 @@ def run_soak(minutes: float, *, music: Path, input: str | None, play_to: str | N
                     cues["clip"] = cues.get("clip", 0) + 1
                 if now >= next_sample:
                     next_sample += SAMPLE_EVERY_S
-                    sample = (now - start, rss_mb(), os_threads())
+                    sample = (now - start, show_rss_mb(engine), os_threads())
                     result.samples.append(sample)
                     progress(f"soak {sample[0] / 60:6.1f} min  rss {sample[1]:7.1f} MB  "
                              f"threads {sample[2]:3d}  frames {engine.frame_times.count}")

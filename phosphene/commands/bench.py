@@ -1,4 +1,4 @@
-"""``phosphene bench analyzer|latency|render-offline|render|generator|soak``: this machine.
+"""``phosphene bench analyzer|latency|render-offline|render|generator|soak|realtime``: this machine.
 
 Every benchmark prints its figures; none is a test (docs/benchmarks.md keeps the results).
 Heavy imports happen inside the handlers.
@@ -123,6 +123,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json",
                    help="also write the samples and the summary as JSON")
     p.set_defaults(func=run_soak)
+
+    p = sub.add_parser(
+        "realtime", help="does the show keep up while it draws: overflows, audio age, "
+        "generator rate",
+        description="Run the live engine headless for SECONDS with music looping into the "
+        "input (as bench soak) and nothing else; report input overflows, seconds analysed per "
+        "wall second, the age of analysed audio, the generator's rate against its standalone "
+        "rate, and the display's rate.")
+    p.add_argument("--seconds", type=positive_float, default=60.0, help="how long (60)")
+    p.add_argument("--music", type=Path, default=None,
+                   help="audio to loop (default: the bundled examples/demo.flac)")
+    p.add_argument("--input", default=None, help="input device (default: the default input)")
+    p.add_argument("--play-to", default=None,
+                   help="output device that feeds the input (default: the default output)")
+    p.add_argument("--size", type=canvas_size, default=None, metavar="WxH",
+                   help="canvas size (default: the preset's)")
+    p.add_argument("--preset", default="default")
+    p.add_argument("--display", choices=("process", "thread"), default="process",
+                   help="where the display draws (as phosphene live --display)")
+    add_device_option(p)
+    p.add_argument("--json", type=Path, default=None, metavar="OUT.json",
+                   help="also write the summary as JSON")
+    p.set_defaults(func=run_realtime)
 
 
 # -- analyzer and latency -----------------------------------------------------------------------
@@ -278,6 +301,25 @@ def run_generator(args: argparse.Namespace) -> int:
     run_generator_bench(model=args.model, sizes=args.size, arch=args.arch, device=device,
                         precisions=args.precision, batches=args.batch, frames=args.frames,
                         include_compiled=args.compile, threads=args.threads)
+    return 0
+
+
+# -- real time ------------------------------------------------------------------------------------
+
+def run_realtime(args: argparse.Namespace) -> int:
+    # start-up time: the engine loads torch
+    from phosphene.live.runtime.bench_realtime import format_summary, run_realtime_bench
+
+    music = args.music or Path(__file__).resolve().parents[2] / "examples" / "demo.flac"
+    if not music.is_file():
+        raise PhospheneError(f"--music {music}: no such file")
+    summary = run_realtime_bench(args.seconds, music=music, input=args.input,
+                                 play_to=args.play_to, preset=args.preset, size=args.size,
+                                 display=args.display, device=args.device,
+                                 progress=lambda line: print(line, flush=True))
+    print(format_summary(summary))
+    if args.json is not None:
+        args.json.write_text(json.dumps(summary, indent=2))
     return 0
 
 
