@@ -106,7 +106,12 @@ def _live_fullscreen(tmp_path, xvfb, fit: str):
         while True:               # until the picture is drawn in the middle of the screen
             screen = root_screenshot(tmp_path)
             middle = screen[300:420, 580:700]
-            if middle.mean() > 10 and middle.std() > 3:
+            # ... by a window already fullscreen (the display process may draw a frame or two
+            # at the first size), and the frame after that is the one looked at
+            if (middle.mean() > 10 and middle.std() > 3
+                    and xwininfo_geometry(window) == (0, 0, *SCREEN)):
+                time.sleep(0.5)
+                screen = root_screenshot(tmp_path)
                 break
             assert time.monotonic() < deadline, "no picture on the screen"
             assert proc.poll() is None, proc.stderr.read()
