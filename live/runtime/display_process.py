@@ -18,9 +18,9 @@ child process with its own interpreter, and the engine's process serves it:
   memory (the same conversion the chain's upload makes, so the picture is identical);
 - the link thread only touches the shared memory in answer to a request, and the child reads
   it before its next request: no lock is needed;
-- on a software renderer (llvmpipe) the child also lowers its CPU priority, so when the cores
-  are short the audio, analysis and generator are served first and the display draws less
-  often (its budget, ``governor.py``, then draws smaller);
+- on a software renderer (llvmpipe) the child also lowers its CPU priority and rasterizes on
+  half the cores, so when the cores are short the audio, analysis and generator are served
+  first and the display draws less often (its budget, ``governor.py``, then draws smaller);
 - the child ignores Ctrl-C (the engine stops it); if it dies, the link raises and the engine's
   supervisor starts a new one; a window that cannot open is reported as the error it was.
 """
@@ -324,6 +324,10 @@ def display_process_main(conn, log_level: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # Ctrl-C is the engine's to handle
     logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
     threading.current_thread().name = "display"
+    # Mesa's software renderer starts a rasterizer thread per core; half of them leave the
+    # other half to the generator and the analysis (read when the context is created; a
+    # user's own setting wins; GPU drivers ignore it)
+    os.environ.setdefault("LP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
     try:
         message = conn.recv()
     except (EOFError, OSError):           # the engine did not get as far as showing anything
