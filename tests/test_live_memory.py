@@ -166,3 +166,34 @@ def test_fifty_preset_switches_leave_gl_objects_and_memory_where_they_were(tmp_p
     assert growth < RSS_BOUND_MB, (f"{SWITCHES} preset switches grew the resident memory by "
                                    f"{growth:.1f} MB (bound {RSS_BOUND_MB} MB)")
     assert report["errors"] == [], report["errors"]
+
+
+def test_fifty_preset_switches_leave_the_display_process_where_it_was(tmp_path):
+    """The same switches with the display in its own process (the default): the effect
+    chain's GL memory lives there, so the two processes' memory is measured together."""
+    preset = _shipped_presets_with_short_crossfades(tmp_path / "presets")
+    audio = _clicks_wav(tmp_path / "clicks.wav", duration_s=300.0)
+    options = EngineOptions(preset=str(preset), headless=True, osc_port=0, output="none",
+                            audio_file=audio, size=CANVAS, fps=30)
+    with EngineRun(options, generator=tiny_generator()) as run:
+        engine = run.engine
+        display_pid = engine.display_pid
+        assert display_pid is not None and rss_mb(display_pid) > 0
+
+        def show_rss() -> float:
+            return _settled_rss_mb() + rss_mb(display_pid)
+
+        for name in CYCLE:
+            _switch(run, name)
+        start_rss, start_display = show_rss(), rss_mb(display_pid)
+        for i in range(SWITCHES):
+            _switch(run, CYCLE[i % len(CYCLE)] if i < SWITCHES - 1 else "default")
+        end_rss, end_display = show_rss(), rss_mb(display_pid)
+        assert engine.display_pid == display_pid          # the same process throughout
+        run.engine.stop()
+        report = run.wait()
+    growth = end_rss - start_rss
+    assert growth < RSS_BOUND_MB, (f"{SWITCHES} preset switches grew the show's memory by "
+                                   f"{growth:.1f} MB (display process {start_display:.0f} -> "
+                                   f"{end_display:.0f} MB; bound {RSS_BOUND_MB} MB)")
+    assert report["errors"] == [], report["errors"]
