@@ -148,7 +148,8 @@ class AudioAge:
         if self.count == 0:
             return None
         rank = q / 100.0 * (self.count - 1)
-        return float(np.searchsorted(np.cumsum(self._counts), rank, side="right"))
+        # the middle of the 1 ms bin the rank falls in
+        return float(np.searchsorted(np.cumsum(self._counts), rank, side="right")) + 0.5
 
     def summary(self) -> dict[str, Any]:
         return {"p50_ms": self.percentile_ms(50), "p99_ms": self.percentile_ms(99),
