@@ -222,6 +222,9 @@ class Engine:
                 child = self._display_child = DisplayChild.spawn()
             self._setup()
             self._display()
+        except KeyboardInterrupt:
+            self._end("interrupted (Ctrl-C)")       # a normal way to end a show
+            raise
         finally:
             self._stop.set()
             if child is not None:
