@@ -150,9 +150,9 @@ def run_display(feed) -> DisplayOutcome:
     """Draw what ``feed`` serves until it says stop or the window closes.
 
     The feed (``EngineFeed`` here, ``display_process.RemoteFeed`` in the display process):
-    ``setup``; ``opened(ctx)``; ``running()``; ``wait_first_frame(timeout)``; ``current()`` -> (DisplayState,
-    FrameToShow or None, frames generated so far); ``overlay(window, now)``; ``post_key``;
-    ``drawn(FrameDrawn)``; ``display_error(message)``; ``wait(seconds)``.
+    ``setup``; ``opened(ctx)``; ``running()``; ``wait_first_frame(timeout)``; ``current()`` ->
+    (DisplayState, FrameToShow or None, frames generated so far); ``overlay(window, now)``;
+    ``post_key``; ``drawn(FrameDrawn)``; ``display_error(message)``; ``wait(seconds)``.
     """
     setup: DisplaySetup = feed.setup
     size = tuple(setup.size)
