@@ -5,7 +5,7 @@
 #
 #   scripts/setup.sh          the tool itself
 #   scripts/setup.sh --dev    also the test tools (pytest, mir_eval) and the hardware stand-ins
-#                             the tests use (PulseAudio, JACK, Xvfb, liblo-tools)
+#                             the tests use (PulseAudio, JACK, Xvfb, liblo-tools, Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,9 +24,10 @@ packages=(python3 python3-venv python3-dev libportaudio2 libsndfile1 libegl1 lib
 packages+=(g++)
 # Stand-ins for hardware a test machine lacks: a sound server with a null sink, JACK's dummy
 # driver for MIDI ports, a virtual X screen, an independent OSC client, tools to inspect
-# what was drawn, and xdotool to press keys in a window the way a performer does.
+# what was drawn, xdotool to press keys in a window the way a performer does, and a headless
+# Chromium that loads the web control page (driven through its DevTools protocol).
 dev_packages=(pulseaudio pulseaudio-utils libasound2-plugins jackd2 libjack-jackd2-0 liblo-tools xvfb x11-apps
-              imagemagick xdotool)
+              imagemagick xdotool chromium)
 [ "$dev" = 1 ] && packages+=("${dev_packages[@]}")
 
 missing=()

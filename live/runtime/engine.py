@@ -97,6 +97,7 @@ class EngineOptions:
     bank: Path | None = None
     osc_host: str = "127.0.0.1"
     osc_port: int | None = 9000               # None: no OSC server; 0: any free port
+    web: tuple[str, int] | None = None        # the control page's (host, port); None: none
     midi: str | None = None                   # port name or "all"
     midi_api: str | None = None               # rtmidi API (None: platform default)
     monitor: int | None = None
@@ -153,6 +154,7 @@ class Engine:
         self.actions: LiveActions | None = None
         self.worker: GeneratorWorker | None = None
         self.osc = None
+        self.web = None                            # the control page's server (--web)
         self.midi = None
         self.clips = None
         self.recorder = None
@@ -295,6 +297,8 @@ class Engine:
                                    model_fixed=o.model is not None, clips=self.clips)
         if o.osc_port is not None:
             self._start_osc()
+        if o.web is not None:
+            self._start_web()
         if o.midi:
             self.midi = MidiInput(self.actions.midi_router(preset), o.midi, api=o.midi_api,
                                   clock=lambda: self.clock, events=self.events)
@@ -330,6 +334,17 @@ class Engine:
             self.osc.start()
         except OSError as exc:
             raise PhospheneError(f"cannot listen for OSC on {o.osc_host}:{o.osc_port}: "
+                                 f"{exc.strerror or exc}") from None
+
+    def _start_web(self) -> None:
+        # start-up time: starlette and uvicorn load only when the page is asked for
+        from phosphene.live.control.web_server import serve_engine
+
+        host, port = self.options.web
+        try:
+            self.web = serve_engine(self, host, port)
+        except OSError as exc:
+            raise PhospheneError(f"cannot serve the control page on {host}:{port}: "
                                  f"{exc.strerror or exc}") from None
 
     def _open_audio_source(self, hop_length: int) -> None:
@@ -503,8 +518,9 @@ class Engine:
         if self.errors.add(event.address, reason):
             (log.warning if refused else log.error)("control event %s failed: %s",
                                                     event.address, reason)
-        if event.reply_to is not None and self.osc is not None:
-            self.osc.reply_error(event.reply_to, event.address, reason)
+        surface = self.web if event.origin == "web" else self.osc   # whoever sent it
+        if event.reply_to is not None and surface is not None:
+            surface.reply_error(event.reply_to, event.address, reason)
 
     # -- status and report ------------------------------------------------------------------------
     def _status(self) -> dict:
@@ -527,6 +543,7 @@ class Engine:
         if self._analysis is not None and self._analysis.is_alive():
             self._analysis.join(timeout=5)
         parts = (("generator", self.worker, "stop"), ("osc", self.osc, "stop"),
+                 ("web", self.web, "stop"),
                  ("midi", self.midi, "close"), ("audio input", self._audio_in, "stop"),
                  ("audio output", self._audio_out, "stop"), ("recording", self.recorder, "close"))
         for name, part, close in parts:
@@ -588,6 +605,7 @@ class Engine:
                     "analyzer_delay_ms": 1000.0 * analyzer.onset_delay_samples
                     / self.sample_rate},
             osc=osc, midi=midi, keys={"events": self.counters.key_events}, clips=clips,
+            web=self.web.snapshot() if self.web is not None else None,
             display=dict(self.display_info),
             preset_switches=self.actions.switches,
             threads=self.supervisor.snapshot(),

@@ -135,6 +135,21 @@ def port(text: str) -> int:
     return value
 
 
+def host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``[HOST:]PORT`` -> ``(host, port)``: ``8080``, ``0.0.0.0:8080``, ``[::1]:8080``; the
+    host defaults to loopback (opening a surface to the network is explicit)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = default_host, text
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise UsageError(f"{text!r}: write an IPv6 address in brackets, like [::1]:8080")
+    if not host:
+        host = default_host
+    return host, port(port_text)
+
+
 MAX_SEEDS = 1024
 
 

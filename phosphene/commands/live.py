@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from phosphene.commands._args import canvas_size, port, positive_float
+from phosphene.commands._args import canvas_size, host_port, port, positive_float
 from phosphene.errors import PhospheneError
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="address to listen on for OSC (0.0.0.0 opens it to the network)")
     p.add_argument("--osc-port", type=port, default=9000, help="UDP port for OSC (0 = any free)")
     p.add_argument("--no-osc", action="store_true", help="do not listen for OSC")
+    p.add_argument("--web", type=host_port, nargs="?", const="127.0.0.1:8080", default=None,
+                   metavar="[HOST:]PORT",
+                   help="serve the control page (faders, buttons and XY pads for the preset, "
+                   "live status, a preview) on this address; --web alone: 127.0.0.1:8080. "
+                   "Another host than loopback (0.0.0.0: the LAN) requires the token printed "
+                   "at start")
     p.add_argument("--midi", default=None, metavar="PORT|all",
                    help="MIDI input port name, or 'all' (`phosphene devices` lists them)")
     p.add_argument("--midi-api", default=None, choices=("alsa", "jack", "coremidi", "winmm"),
@@ -109,7 +115,7 @@ def options_from_args(args: argparse.Namespace):
         monitor=args.monitor, fullscreen=args.fullscreen, fit=args.fit, headless=args.headless,
         duration_s=args.duration, audio_file=args.audio_file, report=args.report,
         record=args.record, device=args.device, size=args.size, fps=args.fps,
-        overlay=args.overlay, compile=args.compile, display=args.display)
+        overlay=args.overlay, compile=args.compile, display=args.display, web=args.web)
 
 
 def run(args: argparse.Namespace) -> int:
