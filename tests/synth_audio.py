@@ -151,3 +151,63 @@ def speech_like(duration_s=8.0, sr=SR, seed=2):
         onsets.append(t)
         t += length + rng.uniform(0.1, 0.35)
     return x.astype(np.float32), np.array(onsets)
+
+
+# -- songs with sections ----------------------------------------------------------------------
+def _pad(duration_s, sr, freqs=(220.0, 277.2, 329.6), amp=0.05):
+    t = np.arange(int(duration_s * sr)) / sr
+    return amp * sum(np.sin(2 * np.pi * f * t) for f in freqs)
+
+
+def section_audio(kind, bars, bpm=120, sr=SR, seed=0):
+    """``bars`` bars of one steady kind of material (the same loop over and over), float64:
+
+    ``pad`` (a soft chord), ``groove`` (pad + kick/snare/hats + bass), ``full`` (a louder,
+    brighter four-on-the-floor with a lead), ``build`` (kick on every beat, a snare roll and
+    noise that rise steadily over the section), ``break`` (the pad, quieter)."""
+    rng = np.random.default_rng(seed)
+    beat = 60.0 / bpm
+    n_beats = 4 * bars
+    x = np.zeros(int(round(n_beats * beat * sr)))
+    total = len(x) / sr
+    if kind in ("pad", "groove", "full"):
+        x += _pad(total, sr)
+    if kind == "break":
+        x += _pad(total, sr, amp=0.015)
+    t_bass = np.arange(int(0.9 * beat * sr)) / sr
+    for b in range(n_beats):
+        t = b * beat
+        progress = b / n_beats
+        if kind == "groove":
+            _place(x, 0.6 * (kick(sr) if b % 2 == 0 else snare(rng, sr)), t, sr)
+            _place(x, 0.4 * hat(rng, sr), t + beat / 2, sr)
+            _place(x, 0.2 * np.sin(2 * np.pi * 55 * t_bass) * np.exp(-t_bass * 3), t, sr)
+        elif kind == "full":
+            _place(x, 0.9 * kick(sr), t, sr)
+            for s in range(4):
+                _place(x, 0.35 * hat(rng, sr), t + s * beat / 4, sr)
+            _place(x, 0.35 * np.sin(2 * np.pi * 110 * t_bass) * np.exp(-t_bass * 2), t, sr)
+            lead = np.sin(2 * np.pi * 880 * t_bass[: len(t_bass) // 2]) * 0.12
+            _place(x, lead, t, sr)
+        elif kind == "build":
+            gain = 0.3 + 0.4 * progress
+            _place(x, gain * kick(sr), t, sr)
+            for s in range(2):
+                _place(x, gain * snare(rng, sr), t + s * beat / 2, sr)
+    if kind == "build":
+        ramp = np.linspace(0.3, 1.0, len(x))     # a noise riser, steadily louder
+        x += 0.25 * ramp * np.diff(rng.normal(0, 1, len(x) + 1))
+    return x
+
+
+def sectioned_song(sections, bpm=120, sr=SR, seed=0):
+    """A song of ``(kind, bars)`` sections (see ``section_audio``): float32 mono scaled to
+    0.8 peak, and each section's start in seconds."""
+    parts, starts, t = [], [], 0.0
+    for i, (kind, bars) in enumerate(sections):
+        part = section_audio(kind, bars, bpm, sr, seed + i)
+        starts.append(t)
+        parts.append(part)
+        t += len(part) / sr
+    x = np.concatenate(parts)
+    return (0.8 * x / np.max(np.abs(x))).astype(np.float32), starts

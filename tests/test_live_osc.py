@@ -226,3 +226,14 @@ def test_osc_list_prints_every_address(capsys):
     for route in NAMESPACE:
         assert route.pattern in out
     assert "value:f [parameter range]" in out and "bpm:f [0..300]" in out
+
+
+def test_every_latent_mode_is_addressable_and_others_are_named_in_the_refusal(context):
+    from phosphene.live.control.routes import Rejected, validate
+    from phosphene.live.show.director import MODES
+
+    for mode in MODES:                    # travel included: the table follows the director
+        route, args = validate(f"/phosphene/mode/{mode}", [0.5], context)
+        assert args == (0.5,)
+    with pytest.raises(Rejected, match="unknown mode 'wander'.*travel"):
+        validate("/phosphene/mode/wander", [0.5], context)

@@ -14,6 +14,8 @@ Signal path per hop::
                                            -> low/mid/high band energies -> envelopes
                                            -> spectral centroid, flatness
           band-wise flux (tempo accent) -> tempo / beat phase tracker
+          |X|^2, level, onsets, beats -> structure (structure.py: sections, bars and
+                                          phrases, builds, drops, breaks; per 100 ms block)
 
 Numerics: the analyzer must survive any input for hours, including digital silence after
 sound, where every decaying state (the DC blocker, the envelopes) would otherwise sink into
@@ -37,6 +39,7 @@ from phosphene.live.analysis.envelopes import (FLUSH_BELOW, EnvelopeFollower, Sl
                                                smoothing_retain)
 from phosphene.live.analysis.features import FeatureFrame
 from phosphene.live.analysis.onsets import OnlinePeakPicker, SuperFlux
+from phosphene.live.analysis.structure import StructureTracker
 from phosphene.live.analysis.tap_tempo import TapTempo
 from phosphene.live.analysis.tempo import TempoTracker
 
@@ -139,6 +142,15 @@ class Analyzer:
                                    s.tempo_hold_s, s.beat_phase_gain)
         self._tap_tempo = TapTempo(sr, max_taps=5, reset_s=2.0)
 
+        # structure: sections, bars and phrases, builds, drops and breaks
+        self._structure = StructureTracker(
+            sample_rate=sr, frame_rate=self.frame_rate, freqs=self._freqs,
+            block_ms=s.structure_block_ms, novelty_recent_s=s.novelty_recent_s,
+            novelty_past_s=s.novelty_past_s, novelty_threshold=s.novelty_threshold,
+            section_min_s=s.section_min_s, beats_per_bar=s.beats_per_bar,
+            phrase_bars=s.phrase_bars, build_window_s=s.build_window_s, break_db=s.break_db,
+            drop_db=s.drop_db)
+
         self.sample_index = 0
         self.nonfinite_hops = 0  # hops that carried NaN/inf (replaced by silence)
 
@@ -176,7 +188,8 @@ class Analyzer:
                 self._dc_zi[0] = 0.0
         else:
             filtered = hop
-        rms_dbfs = power_db(float(filtered.dot(filtered)) / self.hop_length)
+        mean_square = float(filtered.dot(filtered)) / self.hop_length
+        rms_dbfs = power_db(mean_square)
 
         # STFT frame: shift in the new hop, window, magnitude spectrum
         frame = self._frame
@@ -247,13 +260,19 @@ class Analyzer:
             bands[i] = self._band_env[i].process(value)
 
         tempo_bpm, beat_phase, beat = self._tempo.process(accent)
+        st = self._structure.process(self._power, mean_square, centroid_hz, onset, beat,
+                                     beat_phase, tempo_bpm, gated)
 
         self.sample_index += self.hop_length
         return FeatureFrame(sample_index=self.sample_index, sample_rate=self.sample_rate,
                             rms_dbfs=rms_dbfs, level=level, onset_strength=onset_strength,
                             onset=onset, low=bands[0], mid=bands[1], high=bands[2],
                             centroid_hz=centroid_hz, flatness=min(flatness, 1.0),
-                            tempo_bpm=tempo_bpm, beat_phase=beat_phase, beat=beat, gated=gated)
+                            tempo_bpm=tempo_bpm, beat_phase=beat_phase, beat=beat, gated=gated,
+                            novelty=st.novelty, section=st.section, bar=st.bar,
+                            bar_phase=st.bar_phase, bar_index=st.bar_index, phrase=st.phrase,
+                            phrase_phase=st.phrase_phase, build=st.build, drop=st.drop,
+                            breakdown=st.breakdown)
 
     def run(self, blocks: Iterable[np.ndarray]) -> Iterator[FeatureFrame]:
         """Analyze a stream of hop-sized blocks (e.g. ``FileSource.blocks()`` or

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 # Names a mapping can use as a source (``FeatureFrame.source(name)``), all ~0..1.
 SOURCES = ("level", "onset", "onset_strength", "low", "mid", "high", "centroid", "flatness",
-           "beat", "beat_phase")
+           "beat", "beat_phase", "novelty", "section", "bar", "bar_phase", "phrase",
+           "phrase_phase", "build", "drop", "breakdown")
+# the sources that are events (1.0 in the hop they happen, else 0.0)
+_FLAGS = frozenset(("onset", "beat", "section", "bar", "phrase", "drop"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,17 @@ class FeatureFrame:
     beat_phase: float        # 0..1 position within the current beat (0 = on the beat)
     beat: bool               # a beat falls in this hop
     gated: bool = False      # True when the input is below the noise floor
+    # song structure (structure.py): bars and seconds, not hops
+    novelty: float = 0.0     # section-change novelty 0..1 (0.5 at the section threshold)
+    section: bool = False    # a section change was detected in this hop
+    bar: bool = False        # a bar starts in this hop
+    bar_phase: float = 0.0   # 0..1 position within the bar
+    bar_index: int = 0       # bars since the last section change (the phrase anchor)
+    phrase: bool = False     # a phrase (AnalyzerSettings.phrase_bars bars) starts in this hop
+    phrase_phase: float = 0.0  # 0..1 position within the phrase
+    build: float = 0.0       # 0..1: level, brightness and onset rate rising over bars
+    drop: bool = False       # a sudden rise after a build or a break, in this hop
+    breakdown: float = 0.0   # 0..1: well below the song's reference level (a break)
 
     @property
     def time_s(self) -> float:
@@ -39,10 +53,8 @@ class FeatureFrame:
 
     def source(self, name: str) -> float:
         """Value of a mapping source by name (see ``SOURCES``), as a float ~0..1."""
-        if name == "onset":
-            return 1.0 if self.onset else 0.0
-        if name == "beat":
-            return 1.0 if self.beat else 0.0
+        if name in _FLAGS:
+            return 1.0 if getattr(self, name) else 0.0
         if name == "centroid":
             # brightness on a log scale: 100 Hz -> 0, 10 kHz -> 1
             import math

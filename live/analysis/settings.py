@@ -90,6 +90,31 @@ class AnalyzerSettings(BaseModel):
     beat_phase_gain: float = Field(0.5, ge=0.0, le=1.0, description="how far each estimate "
                                    "pulls the beat phase toward the onset stream")
 
+    # -- structure (see structure.py) -----------------------------------------------------------
+    structure_block_ms: float = Field(100.0, ge=20.0, le=1000.0, description="the spectrum is "
+                                      "summarised in blocks this long for the structure features")
+    novelty_recent_s: float = Field(1.0, gt=0.0, le=8.0, description="the recent window a "
+                                    "section change is judged on (a change is detected about "
+                                    "half of it later)")
+    novelty_past_s: float = Field(10.0, gt=0.0, le=60.0, description="the past the recent window "
+                                  "is compared with (long enough for a cycle of chords)")
+    novelty_threshold: float = Field(3.0, gt=0.0, description="novelty (the recent window's "
+                                     "mean squared distance from the nearest past window, bands "
+                                     "in units of 3 dB) that is a section change; the novelty "
+                                     "source reads 0.5 there")
+    section_min_s: float = Field(4.0, ge=0.0, description="least time between two section "
+                                 "changes (and between two drops)")
+    beats_per_bar: int = Field(4, ge=1, le=16)
+    phrase_bars: int = Field(8, ge=1, le=64, description="bars in a phrase (the phrase and "
+                             "phrase_phase features)")
+    build_window_s: float = Field(8.0, ge=1.0, le=60.0, description="a build is level, "
+                                  "brightness and onset rate rising across this window")
+    break_db: float = Field(6.0, gt=0.0, description="a break: the last second this far below "
+                            "the song's reference level (breakdown reads 0.5)")
+    drop_db: float = Field(4.0, gt=0.0, description="a drop: the last half second this far "
+                           "above the two seconds before (its bass region 1.5 times as "
+                           "far), during or right after a build")
+
     @model_validator(mode="after")
     def _check_ranges(self):
         lo, hi = self.band_edges_hz

@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
+from phosphene.live.show.director import MODES
 from phosphene.live.show.events import PRESET_EDITED, PRESET_LOADED, ControlEvent
 from phosphene.live.show.params import ParameterSpec
 from phosphene.live.show.safety import BLACKOUT_IN_S, BLACKOUT_OUT_S
@@ -120,7 +121,7 @@ NAMESPACE: tuple[Route, ...] = (
     Route(f"{P}/param/<name>", (Arg("value", "f"),), "set a parameter (smoothed), e.g. psi, noise, speed",
           handler=lambda show, b, a, e: show.set_parameter(b["name"], float(a[0]))),
     Route(f"{P}/mode/<mode>", (Arg("weight", "f", 0, 1),),
-          "weight of a latent mode: volume-blend, onset-step, drift, layer-split",
+          "weight of a latent mode: " + ", ".join(MODES),
           handler=lambda show, b, a, e: show.set_parameter(f"mode.{b['mode']}", float(a[0]))),
     Route(f"{P}/effect/<effect>/enable", (Arg("on", "i", 0, 1),), "switch an effect of the chain on/off",
           handler=lambda show, b, a, e: show.enable_effect(b["effect"], bool(int(a[0])))),
@@ -234,7 +235,7 @@ class NamespaceContext:
 
     parameters: Mapping[str, ParameterSpec] = field(default_factory=dict)
     effects: frozenset[str] = frozenset()
-    modes: frozenset[str] = frozenset(("volume-blend", "onset-step", "drift", "layer-split"))
+    modes: frozenset[str] = frozenset(MODES)
 
 
 class Rejected(Exception):

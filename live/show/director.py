@@ -17,7 +17,18 @@ settings, ``DirectorSettings``, are the preset's ``modes:`` schema in ``modes.py
    seconds, sped up by the level); ``w = lerp(w, drift, weight)``.
 4. **layer-split**: band energies style-mix row groups of ``w`` toward other keyframes
    (bass -> coarse rows, mids -> middle rows, highs -> fine rows).
-5. **noise** and **truncation**: noise strength = ``noise`` parameter + an onset kick that
+5. **travel**: the picture goes somewhere with the song. The home keyframe moves on to the
+   next scene at phrase boundaries (every ``bars`` bars on the analyzer's bar grid; by the
+   clock while no tempo is locked) and at the section changes the analyzer hears, with a
+   tempo-locked transition; between moves it glides part of the way toward the scene after
+   the next (so the move still lands somewhere new), or, on ``onset-density``, toward the
+   next scene as far as the onsets drive it. Past the last keyframe come
+   fresh seeds (``new_seeds``; each is added to the keyframes, so next/prev and capture work
+   on them as on any other). A build pushes ``w`` toward a far latent (the scene stretched
+   away from the centre of the latent space: more saturated, more extreme); a drop lands on
+   a new scene within ``drop_length`` beats; a break calms the picture (less reactivity,
+   closer to the centre).
+6. **noise** and **truncation**: noise strength = ``noise`` parameter + an onset kick that
    decays; truncation psi is the ``psi`` parameter, applied around ``w_avg`` when known.
 
 Interpolation is linear in W (where StyleGAN's latent space is closest to flat).
@@ -26,6 +37,7 @@ Interpolation is linear in W (where StyleGAN's latent space is closest to flat).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +48,15 @@ from phosphene.live.show.mappings import apply_curve, follow
 from phosphene.live.show.modes import DirectorSettings
 from phosphene.live.analysis.tap_tempo import effective_tempo
 
-MODES = ("volume-blend", "onset-step", "drift", "layer-split")
+MODES = ("volume-blend", "onset-step", "drift", "layer-split", "travel")
+
+BEATS_PER_BAR = 4
+FAR_STRETCH = 1.0        # the far latent: the scene twice as far from the centre
+CALM_PULL = 0.3          # a full break pulls w this far toward the centre
+ONSET_RATE_S = 2.0       # time constant of the onset rate the onset-density travel follows
+
+# fresh scene k (0, 1, ...) -> its w [num_ws, w_dim]: the show maps seed ``seed_base + k``
+SceneSource = Callable[[int], np.ndarray]
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -79,13 +99,18 @@ class DirectorState:
     noise_env: float = 0.0
     noise_seed: int = 0
     time_s: float = 0.0
+    travel_since_s: float = 0.0             # since the travel last moved on (the glide)
+    since_move_s: float = math.inf          # since any move of the home keyframe (spacing)
+    travel_progress: float = 0.0            # onset-density: how far toward the next scene
+    onset_rate: float = 0.0                 # onsets per second, smoothed
+    fresh_scenes: int = 0                   # fresh seeds added to the keyframes so far
 
 
 class Director:
     """Owns a scene (keyframes + settings) and its state; ``update`` is deterministic."""
 
     def __init__(self, keyframes: list[np.ndarray], settings: DirectorSettings | None = None,
-                 *, w_avg: np.ndarray | None = None):
+                 *, w_avg: np.ndarray | None = None, fresh_scene: SceneSource | None = None):
         if not keyframes:
             raise ValueError("a scene needs at least one keyframe")
         shape = keyframes[0].shape
@@ -95,6 +120,12 @@ class Director:
         self.keyframes = [np.asarray(k, dtype=np.float32) for k in keyframes]
         self.settings = DirectorSettings() if settings is None else settings
         self.w_avg = None if w_avg is None else np.asarray(w_avg, dtype=np.float32)
+        self.fresh_scene = fresh_scene
+        # the centre the far latent and the calm are measured from: the truncation centre,
+        # or (unknown) the mean of the keyframes
+        self._center = (np.broadcast_to(self.w_avg, shape).astype(np.float32)
+                        if self.w_avg is not None and self.w_avg.shape[-1] == shape[1]
+                        else np.mean(self.keyframes, axis=0).astype(np.float32))
         self.state = DirectorState()
         self.last: LatentRequest | None = None
 
@@ -106,14 +137,30 @@ class Director:
         return self.keyframes[index % len(self.keyframes)]
 
     # -- controls ------------------------------------------------------------------------------
-    def goto(self, index: int, *, length_s: float | None = None, easing: str = "cosine") -> None:
-        """Start an eased move of the home keyframe to ``index`` (wraps around)."""
+    def goto(self, index: int, *, length_s: float | None = None, easing: str = "cosine",
+             from_w: np.ndarray | None = None) -> None:
+        """Start an eased move of the home keyframe to ``index`` (wraps around) from the home
+        latent now (or ``from_w``: where the picture is, the travel's glide included)."""
         s = self.state
         length = self.settings.transition_ms / 1000.0 if length_s is None else length_s
-        s.transition = _Transition(from_w=self._home_w(), from_b=self._home_b(),
+        s.transition = _Transition(from_w=self._home_w() if from_w is None else from_w,
+                                   from_b=self._home_b(),
                                    to_index=index % len(self.keyframes),
                                    length_s=max(length, 0.0), easing=easing)
         s.index = index % len(self.keyframes)
+        s.travel_since_s = s.since_move_s = 0.0
+        s.travel_progress = 0.0
+        self._ensure_next_scene()
+
+    def _ensure_next_scene(self) -> None:
+        """With fresh seeds, the two scenes after the home one always exist (the travel glides
+        toward them, volume-blend's B is the next): past the last keyframe, add fresh seeds."""
+        tv = self.settings.travel
+        while (tv.new_seeds and self.fresh_scene is not None and tv.weight > 0.0
+               and self.state.index + 2 >= len(self.keyframes)):
+            w = np.asarray(self.fresh_scene(self.state.fresh_scenes), dtype=np.float32)
+            self.keyframes.append(w.reshape(self.keyframes[0].shape).copy())
+            self.state.fresh_scenes += 1
 
     def step(self, delta: int = 1, **kwargs) -> None:
         self.goto(self.state.index + delta, **kwargs)
@@ -150,6 +197,71 @@ class Director:
     def _beats_to_s(self, beats: float, tempo_bpm: float) -> float:
         return beats * 60.0 / tempo_bpm
 
+    # -- travel --------------------------------------------------------------------------------
+    def _step_length_s(self, length: float, unit: str, tempo: float) -> float:
+        if unit == "ms":
+            return length / 1000.0
+        beats = length * BEATS_PER_BAR if unit == "bars" else length
+        return self._beats_to_s(beats, tempo)
+
+    @staticmethod
+    def _glide_ahead(tv) -> int:
+        """Which scene the picture glides toward between moves: on onset density, the next
+        one (the glide is the travel and arrives there); on phrases and sections, the one
+        after it, so the picture keeps moving without using up the next move (which lands
+        somewhere the glide did not go: a visible change)."""
+        return 1 if "onset-density" in tv.on else 2
+
+    def _travel(self, tv, frame: FeatureFrame, dt_s: float, tempo: float,
+                weight: float) -> float:
+        """Advance the travel by ``dt_s``: move on to the next scene when a trigger says so.
+        Returns how far the picture glides toward the next scene now (0..1)."""
+        s = self.state
+        s.travel_since_s += dt_s
+        s.since_move_s += dt_s
+        phrase_s = self._beats_to_s(tv.bars * BEATS_PER_BAR, tempo)
+        spaced = s.since_move_s >= self._beats_to_s(tv.min_beats, tempo)
+        s.onset_rate = follow(s.onset_rate, (1.0 / dt_s if frame.onset else 0.0) if dt_s > 0
+                              else s.onset_rate, dt_s, ONSET_RATE_S * 1000.0,
+                              ONSET_RATE_S * 1000.0)
+        self._ensure_next_scene()
+
+        move = False
+        if "phrase" in tv.on:
+            if frame.tempo_bpm > 0.0:
+                # the analyzer's bar grid, anchored at the last section change
+                move |= frame.bar and frame.bar_index % tv.bars == 0 and spaced
+            else:
+                move |= s.travel_since_s >= phrase_s     # no beat to count: the clock
+        if "section" in tv.on:
+            move |= frame.section and spaced
+        if "onset-density" in tv.on and phrase_s > 0.0:
+            s.travel_progress += dt_s / phrase_s * s.onset_rate / tv.density
+            if s.travel_progress >= 1.0:
+                # the glide has arrived: the next scene becomes home without a transition
+                self.goto(s.index + 1, length_s=0.0)
+                return 0.0
+        glide = (min(s.travel_progress, 1.0) if "onset-density" in tv.on
+                 else tv.glide * min(s.travel_since_s / phrase_s, 1.0) if phrase_s > 0 else 0.0)
+        glide *= weight
+
+        if tv.drop and frame.drop:
+            drop_s = self._beats_to_s(tv.drop_length, tempo)
+            t = s.transition
+            if not spaced and t is not None and t.progress < 1.0:
+                # the move to this scene has just begun (the section change of the same
+                # drop): land it now instead of moving again
+                t.length_s = min(t.length_s, t.elapsed_s + drop_s)
+                return glide
+            move, length_s = True, drop_s
+        else:
+            length_s = self._step_length_s(tv.length, tv.unit, tempo)
+        if move:
+            here = lerp(self._home_w(), self.keyframe(s.index + self._glide_ahead(tv)), glide)
+            self.goto(s.index + 1, length_s=length_s, easing=tv.easing, from_w=here)
+            return 0.0
+        return glide
+
     # -- the update ----------------------------------------------------------------------------
     def update(self, values: dict[str, float], frame: FeatureFrame, dt_s: float) -> LatentRequest:
         """Advance by ``dt_s`` seconds and return the latent request for ``frame``'s time.
@@ -178,7 +290,18 @@ class Director:
                             else os_cfg.length / 1000.0)
                 self.step(os_cfg.step, length_s=length_s, easing=os_cfg.easing)
 
+        # travel: move on at phrase boundaries, section changes and drops (or as onsets drive)
+        tv = cfg.travel
+        glide = 0.0
+        calm = 0.0
+        if weight["travel"] > 0.0:
+            glide = self._travel(tv, frame, dt_s, tempo, weight["travel"])
+            calm = min(weight["travel"] * tv.calm * frame.breakdown, 1.0)
+            reactivity *= 1.0 - calm
+
         w = self._home_w()
+        if glide > 0.0:
+            w = lerp(w, self.keyframe(s.index + self._glide_ahead(tv)), glide)
 
         # volume-blend
         vb = cfg.volume_blend
@@ -210,7 +333,17 @@ class Director:
                              * apply_curve(env, g.curve), 0.0), 1.0)
             if amount > 0.0:
                 sl = rows[group]
-                w[sl] = lerp(w[sl], self.keyframe(g.keyframe)[sl], amount)
+                toward = s.index + g.keyframe if g.relative else g.keyframe
+                w[sl] = lerp(w[sl], self.keyframe(toward)[sl], amount)
+
+        # travel, continued: a build stretches the picture away from the centre (the far
+        # latent), a break pulls it in
+        if weight["travel"] > 0.0:
+            push = weight["travel"] * tv.build * frame.build
+            if push > 0.0:
+                w = lerp(w, self._center + (1.0 + FAR_STRETCH) * (w - self._center), push)
+            if calm > 0.0:
+                w = lerp(w, self._center, CALM_PULL * calm)
 
         # noise: an onset kick that decays
         nz = cfg.noise

@@ -7,7 +7,9 @@ OSC, MIDI). Several mappings may add onto one target; the sum is clamped to the 
 Sources (strings, as written in presets):
 
 * a feature: ``level``, ``onset``, ``onset_strength``, ``low``, ``mid``, ``high``, ``centroid``,
-  ``flatness``, ``beat``, ``beat_phase`` (see ``phosphene.live.analysis.features.SOURCES``);
+  ``flatness``, ``beat``, ``beat_phase``, and the song's structure: ``novelty``, ``section``,
+  ``bar``, ``bar_phase``, ``phrase``, ``phrase_phase``, ``build``, ``drop``, ``breakdown`` (see
+  ``phosphene.live.analysis.features.SOURCES``);
 * ``param:<name>``: another parameter's value, i.e. a fader or knob set by OSC or MIDI;
 * ``lfo:<shape>:<rate>`` with shape ``sine|tri|saw|square`` and rate ``<x>hz`` (cycles per
   second) or ``<x>beats`` (one cycle every x beats, locked to the tempo), output 0..1.

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, field_validator,
+                      model_validator)
 
 from phosphene.live.show.mappings import parse_source
 
@@ -69,6 +70,9 @@ class DriftSettings(_Settings):
 class LayerGroupSettings(_Settings):
     source: SourceStr
     keyframe: int = Field(ge=0)     # style-mix toward this keyframe (index, wraps around)
+    # count ``keyframe`` from the home keyframe (1 = the next scene), so the mix travels with
+    # the scene instead of pulling every scene toward the same keyframe
+    relative: bool = False
     gain: float = 1.0
     curve: CurveName = "linear"
     attack_ms: float = Field(20.0, ge=0.0)
@@ -99,6 +103,58 @@ class LayerSplitSettings(_Settings):
                 for name, group in chosen.items()}
 
 
+TravelTrigger = Literal["phrase", "section", "onset-density"]
+
+
+class TravelSettings(_Settings):
+    """The picture travels through the song: on to the next scene (keyframe, then fresh seeds)
+    at phrase boundaries and section changes, toward a far latent in builds, onto a new scene
+    at a drop, calmer in breaks (``director.py``)."""
+
+    weight: float = Field(0.0, ge=0.0, le=1.0)
+    # what moves the picture on: phrase boundaries (every ``bars`` bars, on the analyzer's
+    # bar grid), section changes the analyzer hears, or onset density (the more onsets, the
+    # faster the picture glides on; about one scene a phrase at ``density`` onsets a second)
+    on: tuple[TravelTrigger, ...] = ("phrase", "section")
+    bars: int = Field(8, ge=1, le=128)      # phrase length in bars (4 beats)
+    length: float = Field(2.0, ge=0.0)      # transition to the next scene ...
+    unit: Literal["beats", "bars", "ms"] = "beats"    # ... tempo-locked, or in milliseconds
+    easing: EasingName = "cosine"
+    glide: float = Field(0.8, ge=0.0, le=1.0)   # share of the way toward the scene after
+    #                                             the next covered during a phrase, so the
+    #                                             picture never stands still
+    new_seeds: bool = True          # after the last keyframe, fresh seeds (else wrap around)
+    seed_base: int = Field(1000, ge=0, lt=2 ** 32)   # the first fresh seed; then +1, +2, ...
+    min_beats: float = Field(4.0, ge=0.0)   # no two steps closer (a section change right
+    #                                         after a phrase boundary is one move)
+    density: float = Field(4.0, gt=0.0)     # onsets/s that travel one scene a phrase
+    build: float = Field(0.5, ge=0.0, le=1.0)   # how far a build pushes toward the far latent
+    drop: bool = True               # a drop lands on a new scene at once ...
+    drop_length: float = Field(0.5, ge=0.0)     # ... in this many beats
+    calm: float = Field(0.6, ge=0.0, le=1.0)    # how much a break calms the picture
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data):
+        # YAML 1.1 (PyYAML) reads an unquoted ``on:`` key as the boolean true
+        if isinstance(data, dict) and True in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        # ``on: phrase`` or ``on: [phrase, section]``
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("on")
+    @classmethod
+    def _not_empty(cls, value):
+        if not value:
+            raise ValueError("name at least one trigger: phrase, section, onset-density")
+        return value
+
+
 class NoiseSettings(_Settings):
     onset_amount: float = Field(0.5, ge=0.0)  # added to noise strength by an onset ...
     decay_ms: float = Field(200.0, ge=0.0)    # ... decaying with this time constant
@@ -115,6 +171,7 @@ class ModeSettings(_Settings):
     layer_split: LayerSplitSettings = Field(default_factory=LayerSplitSettings,
                                             alias="layer-split")
     noise: NoiseSettings = Field(default_factory=NoiseSettings)
+    travel: TravelSettings = Field(default_factory=TravelSettings)
 
 
 class DirectorSettings(ModeSettings):

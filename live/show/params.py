@@ -58,6 +58,8 @@ BUILTIN_PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("mode.onset-step", 0.0, 1.0, 0.0, 300.0, "weight of the onset-step mode"),
     ParameterSpec("mode.drift", 0.0, 1.0, 0.0, 300.0, "weight of the drift mode"),
     ParameterSpec("mode.layer-split", 0.0, 1.0, 0.0, 300.0, "amount of the layer-split mode"),
+    ParameterSpec("mode.travel", 0.0, 1.0, 0.0, 300.0,
+                  "weight of the travel mode (0 stops it; its glide, build push and calm)"),
 )
 
 

@@ -109,6 +109,11 @@ class OutputModel(_Model):
     fps: float = Field(60.0, gt=0.0, le=240.0)
 
 
+class NdiModel(_Model):
+    # the final picture as an NDI source of this name (phosphene live; --ndi NAME overrides)
+    name: str = Field(min_length=1)
+
+
 class GeneratorModel(_Model):
     # the compiled live synthesis (torch.compile; CUDA graphs on a GPU): faster frames after a
     # warm-up of seconds to a minute at start; falls back to eager where it cannot compile
@@ -135,6 +140,7 @@ class Preset(_Model):
     effects: list[EffectModel] = Field(default_factory=list)
     midi: MidiModel = Field(default_factory=MidiModel)
     clips: ClipsModel = Field(default_factory=ClipsModel)
+    ndi: NdiModel | None = None
     # passed to the analyzer, which validates it against its own settings
     analyzer: dict[str, Any] = Field(default_factory=dict)
 
@@ -177,7 +183,8 @@ class Preset(_Model):
         Mode weights default to the preset's mode weights."""
         specs = {p.name: p for p in BUILTIN_PARAMETERS}
         for mode, model in (("volume-blend", self.modes.volume_blend), ("onset-step", self.modes.onset_step),
-                            ("drift", self.modes.drift), ("layer-split", self.modes.layer_split)):
+                            ("drift", self.modes.drift), ("layer-split", self.modes.layer_split),
+                            ("travel", self.modes.travel)):
             old = specs[f"mode.{mode}"]
             specs[old.name] = ParameterSpec(old.name, 0.0, 1.0, model.weight, old.smoothing_ms, old.help)
         for effect in self.effects:

@@ -42,7 +42,8 @@ from phosphene.live.show.controls import Controls
 from phosphene.live.show.director import Director, LatentRequest, crossfade
 from phosphene.live.show.events import PRESET_EDITED, PRESET_LOADED, ControlEvent
 from phosphene.live.analysis.features import FeatureFrame
-from phosphene.live.show.keyframes import Mapper, mapper_from_generator, resolve_keyframes
+from phosphene.live.show.keyframes import (Mapper, SeedKeyframe, mapper_from_generator,
+                                            resolve_keyframe, resolve_keyframes)
 from phosphene.live.show.mappings import MappingBank, MappingState
 from phosphene.live.show.params import ParameterSet
 from phosphene.live.show.presets import Preset, parse_preset
@@ -120,7 +121,8 @@ class _RunningPreset:
             keyframes = resolve_keyframes(preset.keyframe_specs(), mapper=facts.mapper,
                                           z_dim=facts.z_dim, num_ws=facts.num_ws,
                                           w_dim=facts.w_dim, base_dir=base_dir)
-            director = Director(keyframes, preset.director_settings(), w_avg=facts.w_avg)
+            director = Director(keyframes, preset.director_settings(), w_avg=facts.w_avg,
+                                fresh_scene=_fresh_scenes(preset, facts))
         else:
             director.settings = preset.director_settings()
         self.director = director
@@ -134,6 +136,18 @@ class _RunningPreset:
         values = self.controls.update(frame, dt_s)
         self.request = self.director.update(values, frame, dt_s)
         return self.request
+
+
+def _fresh_scenes(preset: Preset, facts: GeneratorFacts):
+    """The travel mode's fresh scenes past the last keyframe: seeds ``seed_base``,
+    ``seed_base + 1``, ... mapped as seed keyframes are (deterministic, so a replay meets the
+    same ones)."""
+    base = preset.modes.travel.seed_base
+
+    def scene(k: int) -> np.ndarray:
+        return resolve_keyframe(SeedKeyframe((base + k) % 2 ** 32), mapper=facts.mapper,
+                                z_dim=facts.z_dim, num_ws=facts.num_ws, w_dim=facts.w_dim)
+    return scene
 
 
 def _carry_live_state(old: _RunningPreset, new: _RunningPreset) -> None:
@@ -186,6 +200,9 @@ def _carry_director(old: _RunningPreset, new: _RunningPreset) -> None:
     t.drift_pos = s.drift_pos % len(after.keyframes)
     t.blend_env, t.onset_count, t.noise_env = s.blend_env, s.onset_count, s.noise_env
     t.noise_seed, t.time_s, t.layer_env = s.noise_seed, s.time_s, dict(s.layer_env)
+    t.travel_since_s, t.travel_progress = s.travel_since_s, s.travel_progress
+    t.since_move_s = s.since_move_s
+    t.onset_rate, t.fresh_scenes = s.onset_rate, s.fresh_scenes
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

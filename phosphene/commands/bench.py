@@ -1,4 +1,5 @@
-"""``phosphene bench analyzer|latency|render-offline|render|generator|soak|realtime``: this machine.
+"""``phosphene bench analyzer|latency|render-offline|render|generator|soak|realtime|motion``:
+this machine.
 
 Every benchmark prints its figures; none is a test (docs/benchmarks.md keeps the results).
 Heavy imports happen inside the handlers.
@@ -103,6 +104,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true",
                    help="also time compile_for_live (torch.compile / CUDA graphs) at batch 1")
     p.set_defaults(func=run_generator)
+
+    p = sub.add_parser(
+        "motion", help="how much the picture travels through a song (liveliness figures)",
+        description="Run each preset over AUDIO (the offline pipeline, small and fast) and "
+        "report how its picture moves, measured on the generator's frames averaged over a "
+        "second (a pulse on the beat cancels): the share of time it is near-static (moved "
+        "less than 10%% of the distance between two random seeds' pictures in 4 s), the "
+        "diversity of its compositions (mean pairwise distance of pictures every few "
+        "seconds, relative to the random-seed distance), the correlation of its change with "
+        "the music's, and, with known sections (AUDIO's .sections.json, as "
+        "examples/make_song.py writes), whether the picture changes visibly within a bar of "
+        "each section boundary. Prints a Markdown table.")
+    p.add_argument("audio", type=Path, metavar="AUDIO")
+    p.add_argument("--preset", nargs="+", default=["default"], metavar="P",
+                   help="presets to measure (default: default)")
+    p.add_argument("--model", default=None, help="generator instead of the preset's")
+    add_device_option(p, default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--size", type=canvas_size, default=(96, 96), metavar="WxH",
+                   help="size of the finished frames for --sheet and --preview (96x96)")
+    p.add_argument("--fps", type=positive_float, default=10.0, help="frames per second (10)")
+    p.add_argument("--sections", type=Path, default=None, metavar="JSON",
+                   help="section boundaries (default: AUDIO's .sections.json when there is one)")
+    p.add_argument("--sheet", type=Path, default=None, metavar="PNG",
+                   help="also write a contact sheet of the (first) preset's render")
+    p.add_argument("--sheet-every", type=positive_float, default=4.0, metavar="S",
+                   help="seconds between contact-sheet frames (4)")
+    p.add_argument("--sheet-columns", type=int, default=9, help="contact-sheet columns (9)")
+    p.add_argument("--preview", type=Path, default=None, metavar="WEBP|GIF",
+                   help="also write an animated preview of the (first) preset's render")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT.json",
+                   help="also write the figures as JSON")
+    p.set_defaults(func=run_motion)
 
     p = sub.add_parser(
         "soak", help="a long live show with cues: memory slope, threads, frame times, errors",
@@ -320,6 +353,47 @@ def run_realtime(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+# -- motion ---------------------------------------------------------------------------------------
+
+def run_motion(args: argparse.Namespace) -> int:
+    # start-up time: the offline renderer loads torch
+    from phosphene.live.runtime.motion import (contact_sheet, format_table, measure_motion,
+                                               write_preview)
+
+    if not args.audio.is_file():
+        raise PhospheneError(f"{args.audio}: no such file")
+    sections = args.sections
+    if sections is None:
+        guess = args.audio.with_name(args.audio.name.split(".")[0] + ".sections.json")
+        sections = guess if guess.is_file() else None
+    elif not sections.is_file():
+        raise PhospheneError(f"--sections {sections}: no such file")
+    results, seed_dist = [], None
+    for i, preset in enumerate(args.preset):
+        first = i == 0
+        result, kept = measure_motion(
+            args.audio, preset, model=args.model, size=args.size, fps=args.fps,
+            device=args.device, sections=sections, seed_dist=seed_dist,
+            keep_every_s=args.sheet_every if first and args.sheet else None,
+            keep_all=first and args.preview is not None)
+        seed_dist = result.seed_distance if args.model else None
+        results.append(result)
+        if first and args.sheet is not None:
+            from PIL import Image
+
+            step = max(1, int(round(args.sheet_every * args.fps)))
+            frames = kept[::step] if args.preview is not None else kept
+            args.sheet.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(contact_sheet(frames, args.sheet_columns)).save(args.sheet)
+        if first and args.preview is not None:
+            write_preview(kept, args.preview, args.fps)
+        print(f"{preset}: seed distance {result.seed_distance:.3f}", flush=True)
+    print(format_table(results))
+    if args.json is not None:
+        args.json.write_text(json.dumps([r.summary() for r in results], indent=2))
     return 0
 
 
