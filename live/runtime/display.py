@@ -32,6 +32,7 @@ from phosphene.live.runtime.governor import DisplayGovernor
 from phosphene.live.runtime.overlay_info import OverlayFeed
 from phosphene.render.context import create_headless_context
 from phosphene.render.driver import ChainDriver
+from phosphene.render.outputs import VideoOutputs, VideoOutputSpec
 from phosphene.render.window import Window  # glfw itself is imported when a window opens
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class DisplaySetup:
     fit: str = "letterbox"
     capture_pixels: bool = False              # send each frame's pixels to ``on_frame``
     recording: bool = False                   # the feed records what each frame drew
+    # video outputs of the final picture (NDI, v4l2loopback, Syphon, Spout); none by default
+    outputs: VideoOutputSpec = field(default_factory=VideoOutputSpec)
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,17 @@ def run_display(feed) -> DisplayOutcome:
             window.on_key(getattr(window.glfw, key), lambda a=address: feed.post_key(a))
     feed.opened(ctx)
     driver = ChainDriver(ctx, size, setup.sample_rate)
+    outputs = None
+    if setup.outputs.any:
+        try:
+            outputs = VideoOutputs(ctx, setup.outputs, size, 1.0 / setup.period_s)
+        except BaseException:
+            driver.release()
+            if window is not None:
+                window.close()
+            else:
+                ctx.release()
+            raise
     pace_s = pace_period(window, setup.period_s)
     # the display's budget: when the generator falls behind, draw less often, then smaller
     governor = DisplayGovernor(pace_s)
@@ -205,6 +219,8 @@ def run_display(feed) -> DisplayOutcome:
             else:
                 ctx.finish()          # the frame is really drawn, as a swap would wait
             presented = time.monotonic()
+            if outputs is not None:   # starts a readback; hands the previous frame to senders
+                outputs.frame(canvas, index)
             # how far the GAN frame on screen lags the one the show asks for (not the clock: a
             # frozen show holds an old request, and that is not the generator falling behind)
             gan_age_s = None if driver.frame_sample is None else \
@@ -227,6 +243,8 @@ def run_display(feed) -> DisplayOutcome:
                 feed.wait(delay)
     finally:
         outcome.info["budget"] = governor.summary()
+        if outputs is not None:
+            outcome.info["outputs"] = outputs.close()
         driver.release()
         if window is not None:
             outcome.info.update(window=list(window.framebuffer_size),
@@ -247,7 +265,18 @@ def display_setup(engine, *, capture_pixels: bool = False) -> DisplaySetup:
                         sample_rate=int(engine.sample_rate), headless=o.headless,
                         title=f"phosphene — {preset.name}", monitor=o.monitor,
                         fullscreen=o.fullscreen, overlay=o.overlay, fit=o.fit,
-                        capture_pixels=capture_pixels, recording=engine.recorder is not None)
+                        capture_pixels=capture_pixels, recording=engine.recorder is not None,
+                        outputs=video_outputs(o, preset))
+
+
+def video_outputs(options, preset) -> VideoOutputSpec:
+    """The video outputs asked for: the command line's, else the preset's ``ndi`` (the preset
+    the show starts with)."""
+    preset_ndi = getattr(preset, "ndi", None)
+    return VideoOutputSpec(
+        ndi_name=getattr(options, "ndi", None) or (preset_ndi.name if preset_ndi else None),
+        v4l2_device=getattr(options, "v4l2", None), syphon_name=getattr(options, "syphon", None),
+        spout_name=getattr(options, "spout", None))
 
 
 class EngineSide:

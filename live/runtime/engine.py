@@ -53,7 +53,8 @@ from phosphene.live.control.midi import MidiInput
 from phosphene.live.control.osc_server import OscServer
 from phosphene.live.control.routes import ActionFailed
 from phosphene.live.runtime.actions import LiveActions
-from phosphene.live.runtime.display import EngineFeed, PresentedFrame, run_display
+from phosphene.live.runtime.display import (EngineFeed, PresentedFrame, run_display,
+                                            video_outputs)
 from phosphene.live.runtime.display_process import DisplayChild, DisplayProcess
 from phosphene.live.runtime.recording import Recorder
 from phosphene.live.runtime.report import (AudioAge, ErrorLog, FrameTimes, OnsetLatency, build_report,
@@ -64,6 +65,7 @@ from phosphene.live.runtime.worker import GeneratorWorker
 from phosphene.live.show.events import ControlEvent
 from phosphene.supervision import Supervisor
 from phosphene.models.bank import Bank
+from phosphene.render.outputs import check_outputs
 from phosphene.models.stylegan2.fast import compile_for_live
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,11 @@ class EngineOptions:
     overlay: bool = False
     compile: bool = False                     # compiled live synthesis (also: the preset's)
     display: str = "process"                  # "process": its own; "thread": the caller's
+    # video outputs of the final picture (None: not sent); the preset's ``ndi`` also opens NDI
+    ndi: str | None = None                    # NDI source name
+    v4l2: str | None = None                   # v4l2loopback device, /dev/videoN (Linux)
+    syphon: str | None = None                 # Syphon server name (macOS)
+    spout: str | None = None                  # Spout sender name (Windows)
 
 
 @dataclass
@@ -271,6 +278,7 @@ class Engine:
         o = self.options
         source = source_from_preset(o.preset, o.model)
         preset, path = source.preset, source.path
+        check_outputs(video_outputs(o, preset))     # one clear line before anything opens
         settings = analyzer_settings(source)
         self._open_audio_source(settings.hop_length)
         self._open_audio_output(settings.hop_length)

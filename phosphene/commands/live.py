@@ -78,6 +78,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="where the display draws: its own process (default: OpenGL waits can "
                    "never stall the audio or the generator) or a thread of the engine's "
                    "process (no frame copies; for a GPU where the effects cost little)")
+    p.add_argument("--ndi", default=None, metavar="NAME",
+                   help="send the final picture (after the effects) as an NDI source of this "
+                   "name (needs pip install 'phosphene[ndi]'; a preset's ndi: {name: ...} "
+                   "does the same)")
+    p.add_argument("--v4l2", default=None, metavar="/dev/videoN",
+                   help="send the final picture to this v4l2loopback virtual camera (Linux; "
+                   "needs the v4l2loopback kernel module and pip install 'phosphene[v4l2]')")
+    p.add_argument("--syphon", default=None, metavar="NAME",
+                   help="send the final picture as a Syphon server (macOS; syphon-python)")
+    p.add_argument("--spout", default=None, metavar="NAME",
+                   help="send the final picture as a Spout sender (Windows; SpoutGL)")
     p.add_argument("--compile", action="store_true",
                    help="compiled live synthesis (torch.compile; CUDA graphs on a GPU): faster "
                    "frames after a warm-up at start; runs eager where it cannot compile (also "
@@ -115,7 +126,8 @@ def options_from_args(args: argparse.Namespace):
         monitor=args.monitor, fullscreen=args.fullscreen, fit=args.fit, headless=args.headless,
         duration_s=args.duration, audio_file=args.audio_file, report=args.report,
         record=args.record, device=args.device, size=args.size, fps=args.fps,
-        overlay=args.overlay, compile=args.compile, display=args.display, web=args.web)
+        overlay=args.overlay, compile=args.compile, display=args.display, web=args.web,
+        ndi=args.ndi, v4l2=args.v4l2, syphon=args.syphon, spout=args.spout)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
         raise PhospheneError(f"--bank {args.bank}: no such folder")
     if args.audio_file is not None and not args.audio_file.is_file():
         raise PhospheneError(f"--audio-file {args.audio_file}: no such file")
+    # the video outputs' packages, platform and device, before the model loads (one line)
+    from phosphene.render.outputs import VideoOutputSpec, check_outputs
+
+    check_outputs(VideoOutputSpec(args.ndi, args.v4l2, args.syphon, args.spout))
     engine = Engine(options_from_args(args))
     # SIGTERM (a service manager, a test harness) ends the show like q does: report written
     previous = signal.signal(signal.SIGTERM, lambda *_: engine.stop()) \
