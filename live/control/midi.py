@@ -9,6 +9,10 @@ MIDI learn: ``arm_learn(name)`` (from ``/phosphene/midi/learn NAME`` or a key); 
 binds to that parameter and ``on_learn`` is called with the binding, which the engine saves
 into the preset file with ``save_cc_binding`` (only the binding's lines change).
 
+MIDI clock in (24 ticks a quarter note, start/stop/continue; ``MidiClock``): the tempo it
+beats and where the beat is become the same control events Ableton Link sends,
+``/phosphene/tempo/bpm`` and ``/phosphene/tempo/beat``, so a recording replays them.
+
 ``api`` picks rtmidi's backend: ``None`` = its default (ALSA on Linux), ``"jack"`` = JACK MIDI
 (what the tests use with ``jackd -d dummy``), ``"alsa"``, ``"coremidi"``, ``"winmm"``.
 """
@@ -21,6 +25,8 @@ import os
 import queue
 import sys
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -196,6 +202,63 @@ class MidiRouter:
         return events
 
 
+class MidiClock:
+    """MIDI clock in: ``tick``s (24 per quarter note) give the tempo, ``start``/``stop``/
+    ``continue`` where the beat is. The tempo is measured over the last ``window`` ticks
+    (their arrival times, first to last: one late tick moves it little) and sent when it
+    moved by more than ``min_change_bpm``; the beat is sent on start and continue and then on
+    every bar (``beats_per_bar``), while the clock runs."""
+
+    TICKS_PER_BEAT = 24
+
+    def __init__(self, *, window: int = 96, min_ticks: int = 24, min_change_bpm: float = 0.1,
+                 beats_per_bar: int = 4):
+        self.window, self.min_ticks = window, min_ticks
+        self.min_change_bpm, self.beats_per_bar = min_change_bpm, beats_per_bar
+        self._times: deque[float] = deque(maxlen=window)
+        self.tempo_bpm = 0.0                 # the last tempo sent (0: none yet)
+        self.running = False
+        self.ticks = 0                       # ticks since start (the song position)
+
+    def handle(self, kind: str, arrived_s: float, sample_index: int) -> list[ControlEvent]:
+        """The events one clock message causes; ``arrived_s`` is its arrival (seconds, any
+        monotonic clock)."""
+        events: list[ControlEvent] = []
+        if kind == "clock":
+            if self._times and arrived_s - self._times[-1] > 1.0:
+                self._times.clear()          # a pause: the old ticks say nothing of the tempo
+            self._times.append(arrived_s)
+            if len(self._times) > self.min_ticks:
+                span = self._times[-1] - self._times[0]
+                if span > 0:
+                    bpm = 60.0 * (len(self._times) - 1) / (self.TICKS_PER_BEAT * span)
+                    if 1.0 <= bpm <= 300.0 and abs(bpm - self.tempo_bpm) > self.min_change_bpm:
+                        self.tempo_bpm = bpm
+                        events.append(self._event(sample_index, "/phosphene/tempo/bpm", bpm))
+            if self.running:
+                self.ticks += 1
+                if self.ticks % (self.TICKS_PER_BEAT * self.beats_per_bar) == 0:
+                    events.append(self._event(sample_index, "/phosphene/tempo/beat",
+                                              self.ticks / self.TICKS_PER_BEAT))
+        elif kind == "start":
+            self.running, self.ticks = True, 0
+            events.append(self._event(sample_index, "/phosphene/tempo/beat", 0.0))
+        elif kind == "continue":
+            self.running = True
+            events.append(self._event(sample_index, "/phosphene/tempo/beat",
+                                      self.ticks / self.TICKS_PER_BEAT))
+        elif kind == "stop":
+            self.running = False
+        return events
+
+    @staticmethod
+    def _event(sample_index: int, address: str, value: float) -> ControlEvent:
+        return ControlEvent(sample_index, address, (float(value),), "midi")
+
+
+_CLOCK_TYPES = frozenset({"clock", "start", "stop", "continue"})
+
+
 class MidiInput:
     """Open MIDI input ports (one name, or ``"all"``) and feed routed events into a queue."""
 
@@ -206,6 +269,7 @@ class MidiInput:
         self.events: queue.Queue[ControlEvent] = events if events is not None else queue.Queue()
         self.ports: list = []
         self.supervisor: Supervisor | None = None     # the engine's, or one of its own
+        self.clock_in = MidiClock()                    # MIDI clock: tempo and beat
 
     def open(self) -> "MidiInput":
         backend = midi_backend(self.api)
@@ -232,16 +296,21 @@ class MidiInput:
     def _on_message(self, message) -> None:
         # rtmidi's thread: stamp, hand over and return at once. A slow callback (MIDI learn
         # writing the preset) made rtmidi's JACK input deliver the previous message again.
-        self._incoming.put((message.copy(), int(self.clock())))
+        self._incoming.put((message.copy(), int(self.clock()), time.monotonic()))
 
     def _route_loop(self) -> None:
         while True:
             item = self._incoming.get()
             if item is None:
                 return
-            message, sample_index = item
+            message, sample_index, arrived_s = item
             try:
-                for event in self.router.route(message, sample_index):
+                kind = getattr(message, "type", None)
+                if kind in _CLOCK_TYPES:
+                    routed = self.clock_in.handle(kind, arrived_s, sample_index)
+                else:
+                    routed = self.router.route(message, sample_index)
+                for event in routed:
                     self.events.put(event)
             except Exception:   # noqa: BLE001 - an odd message must not stop MIDI
                 log.exception("MIDI message %r dropped", message)

@@ -142,6 +142,10 @@ NAMESPACE: tuple[Route, ...] = (
     Route(f"{P}/tempo/bpm", (Arg("bpm", "f", 0, 300),), "set the tempo; 0 follows the analyzer",
           handler=lambda show, b, a, e: show.set_parameter("tempo_bpm", float(a[0]),
                                                            immediate=True)),
+    Route(f"{P}/tempo/beat", (Arg("beat", "f", 0, 1e9),),
+          "an external clock's beat position now (Ableton Link, MIDI clock send it): "
+          "beat-synced LFOs follow it",
+          handler=lambda show, b, a, e: show.sync_beat(e.sample_index, float(a[0]))),
     Route(f"{P}/preset/load", (Arg("name", "s"),), "switch to a preset by name (crossfades)",
           "action", lambda act, b, a, e: act.load_preset(str(a[0]))),
     Route(f"{P}/preset/next", (), "switch to the next preset in the presets folder",

@@ -49,6 +49,7 @@ from phosphene.live.audio.file_source import FileSource
 # the streams and MIDI modules import sounddevice and mido inside their open calls, so nothing
 # here touches PortAudio or rtmidi unless a device or --midi is asked for
 from phosphene.live.audio.streams import AudioIn, AudioOut
+from phosphene.live.control.link import LinkClock
 from phosphene.live.control.midi import MidiInput
 from phosphene.live.control.osc_server import OscServer
 from phosphene.live.control.routes import ActionFailed
@@ -102,6 +103,7 @@ class EngineOptions:
     web: tuple[str, int] | None = None        # the control page's (host, port); None: none
     midi: str | None = None                   # port name or "all"
     midi_api: str | None = None               # rtmidi API (None: platform default)
+    link: bool = False                        # join the Ableton Link session (aalink)
     monitor: int | None = None
     fullscreen: bool = False
     fit: str = "letterbox"                    # how the canvas fills the window / screen
@@ -163,6 +165,7 @@ class Engine:
         self.osc = None
         self.web = None                            # the control page's server (--web)
         self.midi = None
+        self.link = None                           # the Ableton Link client (--link)
         self.clips = None
         self.recorder = None
         self._audio_in = None
@@ -314,6 +317,12 @@ class Engine:
             self.midi.open()
             self.actions.midi = self.midi
             self._midi_ports = [p.name for p in self.midi.ports]
+        if o.link:
+            self.link = LinkClock(clock=lambda: self.clock, events=self.events,
+                                  show_tempo=self._set_tempo_bpm,
+                                  start_bpm=self.show.controls.tempo_bpm)
+            self.link.supervisor = self.supervisor
+            self.link.start()
 
         self.worker = GeneratorWorker(generator.generate, supervisor=self.supervisor).start()
         self.worker.submit(self.state.request)
@@ -530,6 +539,11 @@ class Engine:
         if event.reply_to is not None and surface is not None:
             surface.reply_error(event.reply_to, event.address, reason)
 
+    def _set_tempo_bpm(self) -> float:
+        """The tempo set on the show (tap, OSC, MIDI, Link); 0 when it follows the analyzer."""
+        params = self.show.controls.params
+        return params.target("tempo_bpm") if "tempo_bpm" in params else 0.0
+
     # -- status and report ------------------------------------------------------------------------
     def _status(self) -> dict:
         fps, frame_ms = self.frame_times.recent(1.0)
@@ -552,7 +566,8 @@ class Engine:
             self._analysis.join(timeout=5)
         parts = (("generator", self.worker, "stop"), ("osc", self.osc, "stop"),
                  ("web", self.web, "stop"),
-                 ("midi", self.midi, "close"), ("audio input", self._audio_in, "stop"),
+                 ("midi", self.midi, "close"), ("link", self.link, "stop"),
+                 ("audio input", self._audio_in, "stop"),
                  ("audio output", self._audio_out, "stop"), ("recording", self.recorder, "close"))
         for name, part, close in parts:
             if part is None:
@@ -614,6 +629,7 @@ class Engine:
                     / self.sample_rate},
             osc=osc, midi=midi, keys={"events": self.counters.key_events}, clips=clips,
             web=self.web.snapshot() if self.web is not None else None,
+            link=self.link.snapshot() if self.link is not None else None,
             display=dict(self.display_info),
             preset_switches=self.actions.switches,
             threads=self.supervisor.snapshot(),

@@ -153,12 +153,16 @@ class MappingBank:
         return lfo_value(source.shape, self.states[index].lfo_phase)
 
     def step(self, frame: FeatureFrame, params: ParameterSet, dt_s: float,
-             tempo_bpm: float) -> dict[str, float]:
-        """Advance every mapping by ``dt_s`` and return the summed contribution per target."""
+             tempo_bpm: float, beat: float | None = None) -> dict[str, float]:
+        """Advance every mapping by ``dt_s`` and return the summed contribution per target.
+        ``beat``: an external clock's beat now (Link, MIDI clock); beat-synced LFOs then take
+        their phase from it (a cycle of x beats starts on every x-th beat), else they count."""
         out: dict[str, float] = {}
         for i, (mapping, state) in enumerate(zip(self.mappings, self.states)):
             source = self._sources[i]
-            if source.kind == "lfo":
+            if source.kind == "lfo" and source.unit == "beats" and beat is not None:
+                state.lfo_phase = (beat / source.rate) % 1.0
+            elif source.kind == "lfo":
                 state.lfo_phase = (state.lfo_phase + lfo_cycles(source, dt_s, tempo_bpm)) % 1.0
             raw = self.source_value(i, frame, params)
             state.envelope = follow(state.envelope, raw, dt_s, mapping.attack_ms, mapping.release_ms)

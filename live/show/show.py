@@ -174,6 +174,7 @@ def _carry_live_state(old: _RunningPreset, new: _RunningPreset) -> None:
             dst.effects_enabled[effect] = src.effects_enabled[effect]
             new.touched_effects.add(effect)
     dst.tap = src.tap
+    dst.beat_anchor = src.beat_anchor
     unused = list(zip(src.bank.mappings, src.bank.states))
     states = []
     for mapping in dst.bank.mappings:
@@ -259,6 +260,7 @@ class Show:
         Raises ``PhospheneError`` (e.g. a missing keyframe file) and keeps the running scene."""
         new = _RunningPreset(preset, self.facts, self.sample_rate,
                              self.base_dir if base_dir is None else Path(base_dir))
+        new.controls.beat_anchor = self._running.controls.beat_anchor   # the clock goes on
         fade = preset.crossfade_ms / 1000.0 if crossfade_s is None else max(float(crossfade_s), 0.0)
         # first look of the new scene: evaluated now, without time passing
         new.advance(FeatureFrame.silent(self.sample_index, self.sample_rate), 0.0)
@@ -326,6 +328,16 @@ class Show:
         bpm = self._running.controls.tap.tap(sample_index)
         if bpm is not None:
             self.set_parameter("tempo_bpm", bpm, immediate=True)
+
+    def sync_beat(self, sample_index: int, beat: float) -> None:
+        """An external clock (Link, MIDI clock) is at ``beat`` at ``sample_index``."""
+        self._running.controls.sync_beat(sample_index, beat)
+        if self._old is not None:
+            self._old.controls.sync_beat(sample_index, beat)
+
+    def beat(self) -> float | None:
+        """The external clock's beat now (None without one)."""
+        return self._running.controls.beat_at(self.sample_index)
 
     def step_keyframe(self, delta: int) -> None:
         self._running.director.step(delta)

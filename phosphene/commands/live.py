@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="MIDI input port name, or 'all' (`phosphene devices` lists them)")
     p.add_argument("--midi-api", default=None, choices=("alsa", "jack", "coremidi", "winmm"),
                    help="MIDI system to use (default: the platform's)")
+    p.add_argument("--link", action="store_true",
+                   help="join the Ableton Link session: follow its tempo and beat phase; a "
+                   "tapped tempo is sent to it (pip install 'phosphene[link]')")
     p.add_argument("--monitor", type=int, default=None, metavar="N",
                    help="monitor for the window / fullscreen (`phosphene devices`)")
     p.add_argument("--fullscreen", action="store_true", help="start fullscreen")
@@ -123,6 +126,7 @@ def options_from_args(args: argparse.Namespace):
         preset=args.preset, model=args.model, input=args.input, output=args.output,
         sample_rate=args.sample_rate, bank=args.bank, osc_host=args.osc_host,
         osc_port=None if args.no_osc else args.osc_port, midi=args.midi, midi_api=args.midi_api,
+        link=args.link,
         monitor=args.monitor, fullscreen=args.fullscreen, fit=args.fit, headless=args.headless,
         duration_s=args.duration, audio_file=args.audio_file, report=args.report,
         record=args.record, device=args.device, size=args.size, fps=args.fps,
