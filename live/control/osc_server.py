@@ -162,12 +162,13 @@ class OscStats:
 
 class PeerRateLimit:
     """A token bucket per peer: ``burst`` at once, then ``per_s`` a second (thread-safe).
-    Bounded: past ``_MAX_PEERS`` peers the least recently metered is forgotten (it starts
+    Bounded: past ``max_peers`` peers the least recently metered is forgotten (it starts
     again with a full bucket, which costs at most ``burst`` replies)."""
 
     def __init__(self, per_s: float = ERROR_REPLIES_PER_S, burst: int = ERROR_REPLY_BURST,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, max_peers: int = _MAX_PEERS):
         self.per_s, self.burst, self.clock = per_s, float(burst), clock
+        self.max_peers = max_peers
         self._lock = threading.Lock()
         self._peers: dict[tuple, tuple[float, float]] = {}      # peer -> (tokens, when)
 
@@ -178,7 +179,7 @@ class PeerRateLimit:
             tokens = min(self.burst, tokens + (now - then) * self.per_s)
             allowed = tokens >= 1.0
             self._peers[peer] = (tokens - 1.0 if allowed else tokens, now)
-            if len(self._peers) > _MAX_PEERS:
+            if len(self._peers) > self.max_peers:
                 del self._peers[next(iter(self._peers))]
         return allowed
 

@@ -31,6 +31,8 @@ from collections import Counter
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from phosphene.live.control.osc_server import PeerRateLimit
+
 MAX_MESSAGE_BYTES = 4096         # one {"address", "args"} message; a preset name is <= 128 chars
 MESSAGES_PER_S = 200.0           # per client: faders, pads and buttons together
 MESSAGE_BURST = 400
@@ -105,27 +107,13 @@ def origin_refusal(origin: str | None, host_header: str | None, scheme: str = "h
     return None
 
 
-class ClientRateLimit:
-    """A token bucket per client (an address, a connection): ``burst`` at once, then ``per_s``
-    a second. Thread-safe, bounded (past ``MAX_CLIENTS_METERED`` the least recently seen is
-    forgotten and starts again with a full bucket)."""
+class ClientRateLimit(PeerRateLimit):
+    """The OSC server's token bucket, metering a browser client (an address, a connection):
+    ``burst`` at once, then ``per_s`` a second, the ``MAX_CLIENTS_METERED`` most recent."""
 
     def __init__(self, per_s: float = MESSAGES_PER_S, burst: int = MESSAGE_BURST,
                  clock: Callable[[], float] = time.monotonic):
-        self.per_s, self.burst, self.clock = per_s, float(burst), clock
-        self._lock = threading.Lock()
-        self._clients: dict[Any, tuple[float, float]] = {}
-
-    def allow(self, client: Any) -> bool:
-        now = self.clock()
-        with self._lock:
-            tokens, then = self._clients.pop(client, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - then) * self.per_s)
-            allowed = tokens >= 1.0
-            self._clients[client] = (tokens - 1.0 if allowed else tokens, now)
-            if len(self._clients) > MAX_CLIENTS_METERED:
-                del self._clients[next(iter(self._clients))]
-        return allowed
+        super().__init__(per_s, burst, clock, max_peers=MAX_CLIENTS_METERED)
 
 
 class WebStats:

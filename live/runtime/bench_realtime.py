@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import os
 import platform
-import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from phosphene.live.runtime.engine import (Engine, EngineOptions,
                                            leave_a_core_for_the_display)
 from phosphene.live.runtime.session import (Session, analyzer_settings, open_generator,
                                             source_from_preset)
-from phosphene.live.runtime.soak import MusicLoop
+from phosphene.live.runtime.soak import MusicLoop, start_show
 
 WINDOW_S = 5.0
 STANDALONE_S = 3.0
@@ -63,20 +60,12 @@ def run_realtime_bench(seconds: float, *, music: Path, input: str | None, play_t
                             osc_port=None, size=size, duration_s=seconds, display=display,
                             device=device)
     engine = Engine(options)
-    done: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: done.update(report=engine.run()),
-                              name="realtime-engine", daemon=True)
     player = MusicLoop(music, play_to)
     player.stream.start()              # the music is already playing when the show opens
     samples: list[tuple[float, int]] = []                # (time, frames generated)
+    thread, done = None, {}
     try:
-        thread.start()
-        deadline = time.monotonic() + 120
-        while not engine.ready.is_set():
-            if not thread.is_alive() or time.monotonic() > deadline:
-                thread.join(1)
-                raise RuntimeError("the engine did not start (see the log above)")
-            time.sleep(0.05)
+        thread, done = start_show(engine, "realtime-engine")
         next_line = time.monotonic() + 10
         while thread.is_alive():
             now = time.monotonic()
@@ -90,7 +79,8 @@ def run_realtime_bench(seconds: float, *, music: Path, input: str | None, play_t
         player.stream.stop()
         player.stream.close()
         engine.stop()
-        thread.join(30)
+        if thread is not None:
+            thread.join(30)
     report = done.get("report", {})
     return summarize(report, samples, standalone, display)
 

@@ -63,6 +63,23 @@ def os_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def start_show(engine: Engine, name: str, timeout_s: float = 120.0
+               ) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run ``engine`` on a thread and wait for its first frame on screen; returns the thread
+    and a dict that gets the run report (``"report"``) when the show ends."""
+    done: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: done.update(report=engine.run()), name=name,
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not engine.ready.is_set():
+        if not thread.is_alive() or time.monotonic() > deadline:
+            thread.join(1)
+            raise RuntimeError("the engine did not start (see the log above)")
+        time.sleep(0.05)
+    return thread, done
+
+
 @dataclass
 class SoakResult:
     minutes: float
@@ -148,16 +165,7 @@ def run_soak(minutes: float, *, music: Path, input: str | None, play_to: str | N
                                 headless=True, osc_port=0, size=size,
                                 duration_s=minutes * 60.0)
         engine = Engine(options)
-        done: dict[str, Any] = {}
-        thread = threading.Thread(target=lambda: done.update(report=engine.run()),
-                                  name="soak-engine", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 120
-        while not engine.ready.is_set():
-            if not thread.is_alive() or time.monotonic() > deadline:
-                thread.join(1)
-                raise RuntimeError("the engine did not start (see the log above)")
-            time.sleep(0.1)
+        thread, done = start_show(engine, "soak-engine")
         player = MusicLoop(music, play_to)
         player.stream.start()
         osc = SimpleUDPClient(*engine.osc_address)

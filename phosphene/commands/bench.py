@@ -145,14 +145,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "every 30 s and a clip every 20 s. Samples memory and threads every 10 s; prints the "
         "RSS slope (MB/h), thread counts, frame time p50/p99, thread restarts and errors.")
     p.add_argument("--minutes", type=positive_float, default=60.0, help="how long (60)")
-    p.add_argument("--music", type=Path, default=None,
-                   help="audio to loop (default: the bundled examples/demo.flac)")
-    p.add_argument("--input", default=None, help="input device (default: the default input)")
-    p.add_argument("--play-to", default=None,
-                   help="output device that feeds the input (default: the default output)")
-    p.add_argument("--size", type=canvas_size, default=None, metavar="WxH",
-                   help="canvas size (default: the preset's)")
-    p.add_argument("--preset", default="default")
+    _add_show_options(p)
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json",
                    help="also write the samples and the summary as JSON")
     p.set_defaults(func=run_soak)
@@ -165,6 +158,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "wall second, the age of analysed audio, the generator's rate against its standalone "
         "rate, and the display's rate.")
     p.add_argument("--seconds", type=positive_float, default=60.0, help="how long (60)")
+    _add_show_options(p)
+    p.add_argument("--display", choices=("process", "thread"), default="process",
+                   help="where the display draws (as phosphene live --display)")
+    add_device_option(p)
+    p.add_argument("--json", type=Path, default=None, metavar="OUT.json",
+                   help="also write the summary as JSON")
+    p.set_defaults(func=run_realtime)
+
+
+def _add_show_options(p: argparse.ArgumentParser) -> None:
+    """What the live-show benchmarks (soak, realtime) share: the music looped into which
+    input through which output, the canvas and the preset."""
     p.add_argument("--music", type=Path, default=None,
                    help="audio to loop (default: the bundled examples/demo.flac)")
     p.add_argument("--input", default=None, help="input device (default: the default input)")
@@ -173,12 +178,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=canvas_size, default=None, metavar="WxH",
                    help="canvas size (default: the preset's)")
     p.add_argument("--preset", default="default")
-    p.add_argument("--display", choices=("process", "thread"), default="process",
-                   help="where the display draws (as phosphene live --display)")
-    add_device_option(p)
-    p.add_argument("--json", type=Path, default=None, metavar="OUT.json",
-                   help="also write the summary as JSON")
-    p.set_defaults(func=run_realtime)
+
+
+def _music(args: argparse.Namespace) -> Path:
+    music = args.music or Path(__file__).resolve().parents[2] / "examples" / "demo.flac"
+    if not music.is_file():
+        raise PhospheneError(f"--music {music}: no such file")
+    return music
 
 
 # -- analyzer and latency -----------------------------------------------------------------------
@@ -343,9 +349,7 @@ def run_realtime(args: argparse.Namespace) -> int:
     # start-up time: the engine loads torch
     from phosphene.live.runtime.bench_realtime import format_summary, run_realtime_bench
 
-    music = args.music or Path(__file__).resolve().parents[2] / "examples" / "demo.flac"
-    if not music.is_file():
-        raise PhospheneError(f"--music {music}: no such file")
+    music = _music(args)
     summary = run_realtime_bench(args.seconds, music=music, input=args.input,
                                  play_to=args.play_to, preset=args.preset, size=args.size,
                                  display=args.display, device=args.device,
@@ -403,9 +407,7 @@ def run_soak(args: argparse.Namespace) -> int:
     # start-up time: the engine loads torch
     from phosphene.live.runtime.soak import run_soak as soak
 
-    music = args.music or Path(__file__).resolve().parents[2] / "examples" / "demo.flac"
-    if not music.is_file():
-        raise PhospheneError(f"--music {music}: no such file")
+    music = _music(args)
     result = soak(args.minutes, music=music, input=args.input, play_to=args.play_to,
                   size=args.size, preset=args.preset,
                   progress=lambda line: print(line, flush=True))
