@@ -49,6 +49,20 @@ def test_stop_and_continue_keep_the_song_position():
     assert [(e.address, e.args) for e in events] == [("/phosphene/tempo/beat", (30 / 24,))]
 
 
+def test_song_position_moves_the_beat_count():
+    clock = MidiClock()
+    clock.handle("start", 0.0, 0)
+    clock.handle("stop", 0.5, 0)
+    # the DAW's playhead to bar 5 (16 beats = 64 sixteenths) while stopped: no beat yet ...
+    assert clock.handle("songpos", 0.6, 0, position=64) == []
+    # ... continue starts from there
+    events = clock.handle("continue", 0.7, 0)
+    assert [(e.address, e.args) for e in events] == [("/phosphene/tempo/beat", (16.0,))]
+    # a pointer while running jumps the beat at once
+    events = clock.handle("songpos", 0.8, 0, position=6)
+    assert [(e.address, e.args) for e in events] == [("/phosphene/tempo/beat", (1.5,))]
+
+
 def test_a_tempo_change_is_followed():
     clock = MidiClock()
     _ticks(clock, 100.0, 96)
@@ -80,6 +94,8 @@ def test_midi_clock_from_a_jack_port_at_100_bpm_sets_the_tempo(clock_port):
                 time.sleep(delay)
             out.send(mido.Message("clock"))
         out.send(mido.Message("stop"))
+        out.send(mido.Message("songpos", pos=32))     # the playhead to beat 8
+        out.send(mido.Message("continue"))
         time.sleep(0.3)
         events = []
         while not midi_in.events.empty():
@@ -88,6 +104,7 @@ def test_midi_clock_from_a_jack_port_at_100_bpm_sets_the_tempo(clock_port):
     assert tempos, events
     assert tempos[-1] == pytest.approx(100.0, abs=0.5)
     assert events[0].address == "/phosphene/tempo/beat" and events[0].args == (0.0,)
+    assert events[-1].address == "/phosphene/tempo/beat" and events[-1].args == (8.0,)
     assert router.ignored == 0                         # clock messages are not "unbound"
     assert all(e.origin == "midi" and e.sample_index == 480 for e in events)
     # the show takes them like Link's: the tempo override and the beat anchor

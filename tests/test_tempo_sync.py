@@ -166,3 +166,65 @@ def test_engine_follows_a_link_peer_at_128_bpm(tmp_path):
     assert report["link"]["tempo_bpm"] == pytest.approx(128.0, abs=0.5)
     # the show's beat phase is the session's within a hop or two of audio (and the queue)
     assert max(abs(o) for o in offsets[-3:]) < 0.25, offsets
+
+
+def test_a_quantized_preset_switch_lands_on_the_link_bar_line(tmp_path):
+    """The presets say ``quantize: bar``: a preset switch asked for mid-bar waits for the Link
+    session's next bar line and fires early by the measured render latency, so the first
+    picture of the new preset is on screen within one frame of the line (the peer's own
+    beat, read from its clock, is the judge). Three switches; the median must land within a
+    frame (one display stall of a shared CI machine must not decide)."""
+    folder = tmp_path / "presets"
+    stage = write_presets(folder)
+    other = folder / "other.yaml"
+    stage.write_text(stage.read_text() + "quantize: bar\ncrossfade_ms: 0\n")
+    other.write_text(other.read_text().replace("crossfade_ms: 300", "crossfade_ms: 0")
+                     + "quantize: bar\n")
+    wav = write_clicks(tmp_path / "clicks.wav", [0.5, 1.5], duration_s=60.0)
+    options = EngineOptions(preset=str(stage), audio_file=wav, output="none", headless=True,
+                            osc_port=None, link=True)
+    bpm = 128.0
+
+    with LinkPeer(bpm) as peer, EngineRun(options, generator=tiny_generator()) as run:
+        def peer_beat_now() -> float:
+            return peer.beat + (time.monotonic() - peer.beat_read_at) * bpm / 60.0
+
+        engine = run.engine
+        settle_by = time.monotonic() + 20.0
+        agreed = 0
+        while time.monotonic() < settle_by and agreed < 3:     # the show follows the session
+            time.sleep(0.2)
+            beat = engine.show.beat()
+            if beat is None or abs(engine._status()["tempo_bpm"] - bpm) > 0.5:
+                continue
+            agreed = agreed + 1 if abs(((beat - peer_beat_now() + 2.0) % 4.0) - 2.0) < 0.25 \
+                else 0
+        time.sleep(1.0)                                  # a few figures of render latency
+        for name in ("other", "stage", "other"):
+            # asked in the middle of a bar, as a performer would (any time)
+            while not 1.5 <= peer_beat_now() % 4.0 <= 2.5:
+                time.sleep(0.01)
+            engine.post("/phosphene/preset/load", name)
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline and engine.show.preset.name != name:
+                time.sleep(0.05)
+            time.sleep(0.5)
+        t_ref, beat_ref = peer.beat_read_at, peer.beat
+        run.engine.stop()
+        report = run.wait()
+    quantize = report["quantize"]
+    assert quantize["held"] == 3 and quantize["released"] == 3, quantize
+    hop = report["audio"]["hop_length"]
+    offsets_s = []
+    for release, name in zip(quantize["last"], ("other", "stage", "other")):
+        assert release["address"] == "/phosphene/preset/load" and release["unit"] == "bar"
+        assert release["lookahead_samples"] > 0          # the measured render latency
+        # the first frame whose generator picture was made after the switch
+        shown = next(f for f in run.observed.frames
+                     if f.generator_sample is not None
+                     and f.generator_sample >= release["applied_at"] + hop)
+        assert shown.state.preset_name == name
+        beat_on_screen = beat_ref + (shown.presented_at - t_ref) * bpm / 60.0
+        offsets_s.append((((beat_on_screen + 2.0) % 4.0) - 2.0) * 60.0 / bpm)
+    frame_s = 1.0 / 20.0
+    assert sorted(abs(o) for o in offsets_s)[1] < frame_s, (offsets_s, quantize)

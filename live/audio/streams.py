@@ -460,6 +460,15 @@ class AudioOut(_SupervisedStream):
     def queued_frames(self) -> int:
         return self._ring.available()
 
+    def latency_s(self) -> float:
+        """How long a block handed over now takes to be heard: what is queued ahead of it
+        and the device's own buffer (as PortAudio reports it)."""
+        try:
+            device = float(self._stream.latency) if self._stream is not None else 0.0
+        except Exception:  # noqa: BLE001 - a stream closed meanwhile (a lost device)
+            device = 0.0
+        return self._ring.available() / self.samplerate + device
+
     def stats(self) -> dict:
         return {**super().stats(), "underflows": self.underflows,
                 "dropped_s": self.dropped_frames / self.samplerate,

@@ -85,7 +85,8 @@ def open_stage_control_session(surface: Surface) -> dict[str, Any]:
     perform = [
         _panel("safety", buttons("blackout", "freeze", "panic", "tempo/tap"), height=80,
                expand=False),
-        _panel("keyframes", buttons("keyframe/prev", "keyframe/next", "keyframe/capture")
+        _panel("keyframes", buttons("keyframe/prev", "keyframe/next", "keyframe/capture",
+                                    "keyframe/save")
                + [_button(b, "keyframe") for b in surface.keyframes], layout="grid",
                gridTemplate=4, expand=False, height=160),
         _panel("pads", [_pad(p) for p in surface.pads]),

@@ -68,7 +68,7 @@ def touchosc_document(surface: Surface) -> "py2tosc.Document":
                 if f"/phosphene/{n}" in by_address]
 
     safety = buttons("blackout", "freeze", "panic", "tempo/tap")
-    keyframes = buttons("keyframe/prev", "keyframe/next", "keyframe/capture") \
+    keyframes = buttons("keyframe/prev", "keyframe/next", "keyframe/capture", "keyframe/save") \
         + [_button(b) for b in surface.keyframes]
     pages = [ui.column(
         ui.row(*safety, gap=GAP, pad=PAD),

@@ -204,7 +204,7 @@ class MidiRouter:
 
 class MidiClock:
     """MIDI clock in: ``tick``s (24 per quarter note) give the tempo, ``start``/``stop``/
-    ``continue`` where the beat is. The tempo is measured over the last ``window`` ticks
+    ``continue`` and the song position pointer where the beat is. The tempo is measured over the last ``window`` ticks
     (their arrival times, first to last: one late tick moves it little) and sent when it
     moved by more than ``min_change_bpm``; the beat is sent on start and continue and then on
     every bar (``beats_per_bar``), while the clock runs."""
@@ -220,10 +220,19 @@ class MidiClock:
         self.running = False
         self.ticks = 0                       # ticks since start (the song position)
 
-    def handle(self, kind: str, arrived_s: float, sample_index: int) -> list[ControlEvent]:
+    def handle(self, kind: str, arrived_s: float, sample_index: int,
+               position: int | None = None) -> list[ControlEvent]:
         """The events one clock message causes; ``arrived_s`` is its arrival (seconds, any
-        monotonic clock)."""
+        monotonic clock); ``position``: a song position pointer's value (``songpos``)."""
         events: list[ControlEvent] = []
+        if kind == "songpos" and position is not None:
+            # a DAW moved its playhead (sent while stopped, before "continue"): the count goes
+            # on from there. The pointer counts sixteenths, six ticks each.
+            self.ticks = int(position) * self.TICKS_PER_BEAT // 4
+            if self.running:            # some send it while playing: the beat jumps now
+                events.append(self._event(sample_index, "/phosphene/tempo/beat",
+                                          self.ticks / self.TICKS_PER_BEAT))
+            return events
         if kind == "clock":
             if self._times and arrived_s - self._times[-1] > 1.0:
                 self._times.clear()          # a pause: the old ticks say nothing of the tempo
@@ -256,7 +265,7 @@ class MidiClock:
         return ControlEvent(sample_index, address, (float(value),), "midi")
 
 
-_CLOCK_TYPES = frozenset({"clock", "start", "stop", "continue"})
+_CLOCK_TYPES = frozenset({"clock", "start", "stop", "continue", "songpos"})
 
 
 class MidiInput:
@@ -307,7 +316,8 @@ class MidiInput:
             try:
                 kind = getattr(message, "type", None)
                 if kind in _CLOCK_TYPES:
-                    routed = self.clock_in.handle(kind, arrived_s, sample_index)
+                    routed = self.clock_in.handle(kind, arrived_s, sample_index,
+                                                  getattr(message, "pos", None))
                 else:
                     routed = self.router.route(message, sample_index)
                 for event in routed:

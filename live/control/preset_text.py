@@ -1,6 +1,7 @@
 """Editing a preset file's text in place, as a person would: only the lines that change.
 
-MIDI learn adds a binding to ``midi.cc`` of the preset file a performer wrote by hand. Loading
+MIDI learn adds a binding to ``midi.cc`` of the preset file a performer wrote by hand, and a
+keyframe save adds ``- w: file.npy`` entries to its ``keyframes`` (``with_keyframes``). Loading
 and dumping the YAML (even with a round-trip loader) re-flows the rest of the file: lists
 re-indented, inline mappings wrapped, quotes dropped, comments lost. So the edit is made on the
 text: the YAML is only parsed for where things are (PyYAML's node marks: line and column of
@@ -218,6 +219,86 @@ def _round_trip(text: str, entry: dict) -> str:
     new = CommentedMap(entry)
     new.fa.set_flow_style()
     cc[:] = keep + [new]
+    out = io.StringIO()
+    rt.dump(data, out)
+    return out.getvalue()
+
+
+# -- keyframes (``/phosphene/keyframe/save``) ----------------------------------------------------
+def with_keyframes(text: str, entries: list[dict[str, Any]]) -> str:
+    """``text`` (a preset file) with ``entries`` appended to its top-level ``keyframes`` list,
+    each written in the style of the last entry there (block or flow); every other line stays
+    (module doc). Falls back to ruamel.yaml's round trip for layouts the text edit leaves."""
+    data = yaml.safe_load(text) if text.strip() else {}
+    if not isinstance(data, dict):
+        raise ValueError("a preset file holds a mapping of keys")
+    expected = {**data, "keyframes": list(data.get("keyframes") or []) + entries}
+    try:
+        edited = _append_keyframes(text, entries)
+        if yaml.safe_load(edited) == expected:
+            return edited
+    except (_CannotEdit, yaml.YAMLError):
+        pass
+    return _round_trip_keyframes(text, entries)
+
+
+def _append_keyframes(text: str, entries: list[dict[str, Any]]) -> str:
+    _check_anchors(text)
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if not isinstance(root, MappingNode) or root.flow_style:
+        raise _CannotEdit("the file is not a block mapping")
+    nl = "\r\n" if "\r\n" in text else "\n"
+    lines = text.splitlines(keepends=True)
+    keyframes = _child(root, "keyframes")
+    if not isinstance(keyframes, SequenceNode) or not keyframes.value:
+        raise _CannotEdit("keyframes is not a non-empty list")
+    if keyframes.flow_style:          # [a, b]: the new entries go inside the brackets
+        items = [text[n.start_mark.index:n.end_mark.index] for n in keyframes.value]
+        start, end = keyframes.start_mark.index, keyframes.end_mark.index
+        return text[:start] + "[" + ", ".join(items + [_flow_path(e) for e in entries]) + "]" \
+            + text[end:]
+    template = keyframes.value[-1]
+    _, column = _dash(text, template)
+    new: list[str] = []
+    for entry in entries:
+        if isinstance(template, MappingNode) and not template.flow_style and template.value:
+            key_column = template.value[0][0].start_mark.column
+            first, *rest = [f"{k}: {_path_scalar(v)}" for k, v in entry.items()]
+            new.append(f"{' ' * column}-{' ' * (key_column - column - 1)}{first}{nl}")
+            new += [f"{' ' * key_column}{line}{nl}" for line in rest]
+        else:
+            new.append(f"{' ' * column}- {_flow_path(entry)}{nl}")
+    at = _last_line(keyframes) + 1
+    return "".join(_ended(lines[:at], nl) + new + lines[at:])
+
+
+_PLAIN_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./\-]*$")
+
+
+def _path_scalar(value: Any) -> str:
+    """A relative file path unquoted where YAML reads it back as the same string."""
+    if isinstance(value, str) and _PLAIN_PATH.match(value) and yaml.safe_load(value) == value:
+        return value
+    return _scalar(value)
+
+
+def _flow_path(entry: dict) -> str:
+    return "{" + ", ".join(f"{k}: {_path_scalar(v)}" for k, v in entry.items()) + "}"
+
+
+def _round_trip_keyframes(text: str, entries: list[dict[str, Any]]) -> str:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.width = 4096
+    data = rt.load(text) if text.strip() else CommentedMap()
+    keyframes = data.get("keyframes")
+    if keyframes is None:
+        keyframes = data["keyframes"] = CommentedSeq()
+    for entry in entries:
+        keyframes.append(CommentedMap(entry))
     out = io.StringIO()
     rt.dump(data, out)
     return out.getvalue()

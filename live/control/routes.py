@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping, Protocol
 from phosphene.live.show.director import MODES
 from phosphene.live.show.events import PRESET_EDITED, PRESET_LOADED, ControlEvent
 from phosphene.live.show.params import ParameterSpec
+from phosphene.live.show.quantize import QUANTIZE_MODES
 from phosphene.live.show.safety import BLACKOUT_IN_S, BLACKOUT_OUT_S
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,13 @@ class Arg:
     minimum: float | None = None    # None: taken from the parameter the address names
     maximum: float | None = None
     optional: bool = False
+    choices: tuple[str, ...] = ()   # a string argument that is one of these words
 
     def describe(self) -> str:
         text = f"{self.name}:{self.type}"
-        if self.type == "s":
+        if self.choices:
+            text += " " + "|".join(self.choices)
+        elif self.type == "s":
             text += " (a name)" if self.name == "name" else ""
         elif self.minimum is not None:
             text += f" [{self.minimum:g}..{self.maximum:g}]"
@@ -88,6 +92,7 @@ class Actions(Protocol):
     def stop_all_clips(self) -> None: ...
     def learn_midi(self, parameter: str) -> None: ...
     def cancel_midi_learn(self) -> None: ...
+    def save_keyframes(self) -> None: ...
     def blackout(self, on: bool | None) -> None: ...
     def panic(self) -> None: ...
 
@@ -107,6 +112,9 @@ class Route:
     # a ``show`` route's live side (the blackout stops the clips): called with the Actions
     # before the show events of the hop, only where there are Actions (never in a replay)
     action: Handler | None = None
+    # may wait for the next beat or bar (``show/quantize.py``): its last argument is the
+    # optional ``QUANTIZE_ARG``, and without it the running preset's ``quantize`` applies
+    quantizable: bool = False
 
     @property
     def segments(self) -> list[str]:
@@ -117,6 +125,11 @@ class Route:
 
 
 P = "/phosphene"
+# the optional last argument of a quantizable route: wait for the next beat or bar, or not
+QUANTIZE_ARG = Arg("quantize", "s", optional=True, choices=QUANTIZE_MODES)
+PANIC_ADDRESS = f"{P}/panic"
+CLIP_PLAY_ADDRESS = f"{P}/clip/play"
+_Q = "; QUANTIZE beat|bar waits for the next line, off does it now (default: the preset's)"
 NAMESPACE: tuple[Route, ...] = (
     Route(f"{P}/param/<name>", (Arg("value", "f"),), "set a parameter (smoothed), e.g. psi, noise, speed",
           handler=lambda show, b, a, e: show.set_parameter(b["name"], float(a[0]))),
@@ -129,33 +142,47 @@ NAMESPACE: tuple[Route, ...] = (
           "set an effect parameter (the parameter \"<effect>.<uniform>\")",
           handler=lambda show, b, a, e: show.set_parameter(f"{b['effect']}.{b['uniform']}",
                                                            float(a[0]))),
-    Route(f"{P}/keyframe/next", (), "move to the next keyframe (eased)",
-          handler=lambda show, b, a, e: show.step_keyframe(+1)),
-    Route(f"{P}/keyframe/prev", (), "move to the previous keyframe (eased)",
-          handler=lambda show, b, a, e: show.step_keyframe(-1)),
-    Route(f"{P}/keyframe/goto", (Arg("index", "i", 0, 9999),), "move to keyframe INDEX (wraps around)",
-          handler=lambda show, b, a, e: show.goto_keyframe(int(a[0]))),
-    Route(f"{P}/keyframe/capture", (), "add the latent on screen as a new keyframe",
-          handler=lambda show, b, a, e: show.capture_keyframe()),
+    Route(f"{P}/keyframe/next", (QUANTIZE_ARG,), "move to the next keyframe (eased)" + _Q,
+          handler=lambda show, b, a, e: show.step_keyframe(+1), quantizable=True),
+    Route(f"{P}/keyframe/prev", (QUANTIZE_ARG,), "move to the previous keyframe (eased)" + _Q,
+          handler=lambda show, b, a, e: show.step_keyframe(-1), quantizable=True),
+    Route(f"{P}/keyframe/goto", (Arg("index", "i", 0, 9999), QUANTIZE_ARG),
+          "move to keyframe INDEX (wraps around)" + _Q,
+          handler=lambda show, b, a, e: show.goto_keyframe(int(a[0])), quantizable=True),
+    Route(f"{P}/keyframe/capture", (Arg("name", "s", optional=True),),
+          "add the latent on screen as a new keyframe, optionally named (the name a save "
+          "gives its file)",
+          handler=lambda show, b, a, e: show.capture_keyframe(str(a[0]) if a else None)),
+    Route(f"{P}/keyframe/save", (),
+          "save the keyframes captured since the preset loaded into the preset file (as "
+          ".npy files in keyframes/ beside it; never into a shipped preset)",
+          "action", lambda act, b, a, e: act.save_keyframes()),
     Route(f"{P}/tempo/tap", (), "tap tempo: two or more taps set the tempo",
           handler=lambda show, b, a, e: show.tap_tempo(e.sample_index)),
     Route(f"{P}/tempo/bpm", (Arg("bpm", "f", 0, 300),), "set the tempo; 0 follows the analyzer",
           handler=lambda show, b, a, e: show.set_parameter("tempo_bpm", float(a[0]),
                                                            immediate=True)),
+    Route(f"{P}/tempo/lock", (),
+          "set the tempo to the analyzer's estimate now (with --link the session takes it); "
+          f"{P}/tempo/bpm 0 follows the analyzer again",
+          handler=lambda show, b, a, e: show.lock_heard_tempo()),
     Route(f"{P}/tempo/beat", (Arg("beat", "f", 0, 1e9),),
           "an external clock's beat position now (Ableton Link, MIDI clock send it): "
           "beat-synced LFOs follow it",
           handler=lambda show, b, a, e: show.sync_beat(e.sample_index, float(a[0]))),
-    Route(f"{P}/preset/load", (Arg("name", "s"),), "switch to a preset by name (crossfades)",
-          "action", lambda act, b, a, e: act.load_preset(str(a[0]))),
-    Route(f"{P}/preset/next", (), "switch to the next preset in the presets folder",
-          "action", lambda act, b, a, e: act.step_preset(+1)),
-    Route(f"{P}/preset/prev", (), "switch to the previous preset in the presets folder",
-          "action", lambda act, b, a, e: act.step_preset(-1)),
-    Route(f"{P}/clip/play", (Arg("name", "s"), Arg("gain", "f", 0, 4, optional=True)),
-          "play a clip from the bank, optionally with a gain",
-          "action", lambda act, b, a, e: act.play_clip(str(a[0]), float(a[1]) if len(a) > 1
-                                                       else 1.0, e.sample_index)),
+    Route(f"{P}/preset/load", (Arg("name", "s"), QUANTIZE_ARG),
+          "switch to a preset by name (crossfades)" + _Q,
+          "action", lambda act, b, a, e: act.load_preset(str(a[0])), quantizable=True),
+    Route(f"{P}/preset/next", (QUANTIZE_ARG,), "switch to the next preset in the presets folder" + _Q,
+          "action", lambda act, b, a, e: act.step_preset(+1), quantizable=True),
+    Route(f"{P}/preset/prev", (QUANTIZE_ARG,),
+          "switch to the previous preset in the presets folder" + _Q,
+          "action", lambda act, b, a, e: act.step_preset(-1), quantizable=True),
+    Route(f"{P}/clip/play", (Arg("name", "s"), Arg("gain", "f", 0, 4, optional=True), QUANTIZE_ARG),
+          "play a clip from the bank, optionally with a gain" + _Q,
+          "action", lambda act, b, a, e: act.play_clip(
+              str(a[0]), float(a[1]) if len(a) > 1 and not isinstance(a[1], str) else 1.0,
+              e.sample_index), quantizable=True),
     Route(f"{P}/clip/stop", (Arg("name", "s"),), "stop a playing clip",
           "action", lambda act, b, a, e: act.stop_clip(str(a[0]))),
     Route(f"{P}/clip/stopall", (), "stop every clip",
@@ -365,12 +392,50 @@ def validate(address: str, args: "list[Any] | tuple[Any, ...]",
         want = str(required) if required == len(route.args) else f"{required}..{len(route.args)}"
         raise Rejected(f"{route.pattern} takes {want} argument(s) ({route.signature() or 'none'}), "
                        f"got {len(args)}")
+    args, quantize = split_quantize(route, args)
     converted = []
     for spec, value in zip(route.args, args):
         converted.append(_convert(route, spec, value, param_spec))
+    if quantize is not None:
+        converted.append(quantize)
     if route.pattern.endswith("/midi/learn") and converted[0] not in context.parameters:
         raise Rejected(f"MIDI learn: unknown parameter {converted[0]!r}")
     return route, tuple(converted)
+
+
+def split_quantize(route: Route, args: "list[Any] | tuple[Any, ...]") -> tuple[tuple, str | None]:
+    """A quantizable route's arguments without its trailing ``beat|bar|off``, and that word
+    (None when not given). The word is the last argument, after the required ones, whichever
+    optional arguments come before it: ``/phosphene/clip/play kick bar`` and ``... kick 0.8
+    bar`` both wait for the bar, and a preset named ``bar`` still loads with
+    ``/phosphene/preset/load bar``."""
+    args = tuple(args)
+    required = sum(1 for a in route.args if not a.optional)
+    if route.quantizable and len(args) > required and isinstance(args[-1], str):
+        if args[-1] not in QUANTIZE_MODES:
+            raise Rejected(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got "
+                           f"{args[-1]!r}")
+        return args[:-1], args[-1]
+    return args, None
+
+
+def quantize_of(event: ControlEvent, default: str = "off") -> str:
+    """How ``event`` waits: ``off`` (now), ``beat`` or ``bar``; its own trailing word, else
+    ``default`` (the running preset's) for a quantizable route, else ``off``."""
+    found = _resolve(event.address)
+    if found is None or not found[0].quantizable:
+        return "off"
+    _, word = split_quantize(found[0], event.args)
+    return word if word is not None else default
+
+
+def unquantized(event: ControlEvent) -> ControlEvent:
+    """``event`` as it is done when its line comes: the word ``off`` last, so that a replay of
+    the recorded event does it at once whatever the preset's ``quantize`` says."""
+    found = _resolve(event.address)
+    args, _ = split_quantize(found[0], event.args) if found is not None else (event.args, None)
+    return ControlEvent(event.sample_index, event.address, tuple(args) + ("off",), event.origin,
+                        event.reply_to)
 
 
 def _convert(route: Route, spec: Arg, value: Any, param_spec: ParameterSpec | None) -> Any:

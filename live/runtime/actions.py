@@ -1,4 +1,5 @@
-"""What the ``action`` routes do in a running show: switch presets, play clips, MIDI learn.
+"""What the ``action`` routes do in a running show: switch presets, play clips, MIDI learn,
+save captured keyframes into the preset.
 
 ``LiveActions`` implements ``phosphene.live.control.routes.Actions`` for the engine; it runs on
 the analysis thread, between hops (``Session.route``). It also owns what changes with the
@@ -25,6 +26,7 @@ from typing import Any
 from phosphene.errors import PhospheneError
 from phosphene.live.control.midi import MidiRouter, save_cc_binding
 from phosphene.live.control.routes import ActionFailed, NamespaceContext
+from phosphene.live.runtime.keyframe_save import is_shipped_preset, save_captured_keyframes
 from phosphene.live.runtime.report import ErrorLog
 from phosphene.live.show.catalog import PresetCatalog
 from phosphene.live.show.presets import Preset, PresetWatcher, shipped_presets
@@ -105,6 +107,27 @@ class LiveActions:
     def cancel_midi_learn(self) -> None:
         if self.midi is not None:
             self.midi.router.cancel_learn()
+
+    def save_keyframes(self) -> None:
+        """The keyframes captured since the preset loaded, saved into its file
+        (``keyframe_save.py``), then applied as an edit of the file: the show goes on with the
+        same keyframes, now the preset's own (a replay makes the same edit)."""
+        captured = self.show.captured_keyframes()
+        if not captured:
+            raise ActionFailed("keyframe save: nothing captured since the preset loaded "
+                               "(send /phosphene/keyframe/capture [name] first)")
+        if is_shipped_preset(self.path):
+            raise ActionFailed(f"keyframe save: {self.path.name} is a shipped preset and is "
+                               "never written; copy it to a folder of your own and run "
+                               "with --preset PATH to save keyframes into it")
+        try:
+            preset, files = save_captured_keyframes(self.path, captured,
+                                                    before_write=self.watcher.expect_own_save)
+        except (PhospheneError, OSError, ValueError) as exc:
+            raise ActionFailed(f"keyframe save into {self.path} failed: {exc}") from None
+        self.apply_edit(preset)
+        log.info("keyframe save: %d keyframe(s) saved into %s (%s)", len(files), self.path,
+                 ", ".join(f.name for f in files))
 
     def blackout(self, on: bool | None) -> None:
         """The blackout's live side: going to black stops every clip (coming back does not

@@ -130,6 +130,7 @@ class DisplayOutcome:
 KEY_ADDRESSES = {"KEY_SPACE": "/phosphene/keyframe/next",
                  "KEY_BACKSPACE": "/phosphene/keyframe/prev",
                  "KEY_C": "/phosphene/keyframe/capture",
+                 "KEY_S": "/phosphene/keyframe/save",
                  "KEY_T": "/phosphene/tempo/tap",
                  "KEY_RIGHT": "/phosphene/preset/next",
                  "KEY_LEFT": "/phosphene/preset/prev",
@@ -304,6 +305,7 @@ class EngineSide:
                                    frame.crossfade_position, canvas=frame.canvas)
         e.frame_times.add(frame.presented_at)
         e.latency.presented(frame.presented_at, s.sample_index, frame.frame_sample)
+        e.render_latency.presented(frame.presented_at, frame.frame_sample)
         self.behind = frame.behind
         if self.on_frame is not None:
             self.on_frame(PresentedFrame(frame.index, frame.presented_at, state,

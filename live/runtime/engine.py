@@ -58,8 +58,9 @@ from phosphene.live.runtime.display import (EngineFeed, PresentedFrame, run_disp
                                             video_outputs)
 from phosphene.live.runtime.display_process import DisplayChild, DisplayProcess
 from phosphene.live.runtime.recording import Recorder
-from phosphene.live.runtime.report import (AudioAge, ErrorLog, FrameTimes, OnsetLatency, build_report,
-                                           percentiles_ms, write_report)
+from phosphene.live.runtime.report import (AudioAge, ErrorLog, FrameTimes, OnsetLatency,
+                                           RenderLatency, build_report, percentiles_ms,
+                                           write_report)
 from phosphene.live.runtime.session import (Session, ShowSource, analyzer_settings,
                                             open_generator, source_from_preset)
 from phosphene.live.runtime.worker import GeneratorWorker
@@ -147,6 +148,7 @@ class Engine:
         self.errors = ErrorLog()
         self.frame_times = FrameTimes()
         self.latency = OnsetLatency()
+        self.render_latency = RenderLatency(1)     # made again with the hop length in _setup
         self.audio_age = AudioAge()
         self.counters = _Counters()
         self.supervisor = Supervisor(on_failure=lambda name, exc: self.errors.add(
@@ -297,6 +299,7 @@ class Engine:
         # the show records each preset switch with its full YAML, so a replay follows it
         self.session = Session(source, self.sample_rate, generator, settings=settings,
                                recorder=self.recorder)
+        self.render_latency = RenderLatency(self.session.hop_length)
         self.state = self.session.show.state()
 
         if o.bank is not None:
@@ -452,6 +455,9 @@ class Engine:
             arrived = self._file.due_at if self._file is not None else self._audio_in.delivered_at
             block_start = self.clock
             actions.block_start = block_start
+            session.lookahead_s = self._quantize_lookahead_s()
+            session.sound_lookahead_s = self._audio_out.latency_s() \
+                if self._audio_out is not None else 0.0
             session.route(self._drain_events(), actions, self._event_failed)
             # what the analyzer and a recording hear: finite, within full scale (a broken
             # driver or file must not reach either)
@@ -468,6 +474,7 @@ class Engine:
             self.clock = frame.sample_index
             self.state = state
             self.worker.submit(state.request)
+            self.render_latency.hop(frame.sample_index, arrived)
             done = time.monotonic()
             self.audio_age.add(done - arrived)
             if self._first_arrival is None:
@@ -538,6 +545,15 @@ class Engine:
         surface = self.web if event.origin == "web" else self.osc   # whoever sent it
         if event.reply_to is not None and surface is not None:
             surface.reply_error(event.reply_to, event.address, reason)
+
+    def _quantize_lookahead_s(self) -> float:
+        """How early a quantized action fires (``show/quantize.py``): the preset's fixed
+        lookahead, or the measured time from a hop's audio to its picture on screen."""
+        fixed = self.show.preset.quantize_lookahead_ms
+        if fixed != "auto":
+            return float(fixed) / 1000.0
+        measured = self.render_latency.recent_s()
+        return 0.0 if measured is None else measured
 
     def _set_tempo_bpm(self) -> float:
         """The tempo set on the show (tap, OSC, MIDI, Link); 0 when it follows the analyzer."""
@@ -632,6 +648,11 @@ class Engine:
             link=self.link.snapshot() if self.link is not None else None,
             display=dict(self.display_info),
             preset_switches=self.actions.switches,
+            quantize={**self.session.quantized, "waiting": self.session.quantizer.waiting,
+                      "lookahead_ms": 1000.0 * self.session.lookahead_s,
+                      "render_latency_ms": None if self.render_latency.recent_s() is None
+                      else 1000.0 * self.render_latency.recent_s(),
+                      "last": list(self.session.releases)},
             threads=self.supervisor.snapshot(),
             ended=dict(self.ended) if self.ended else {"reason": "running", "clean": True},
             errors=self.errors.entries(),

@@ -112,6 +112,10 @@ def keyframe_label(preset: Any, index: int) -> str:
         return f"seed {k.seed}"
     if hasattr(k, "slerp"):
         return f"slerp {k.slerp[0]}-{k.slerp[1]} @ {k.t:.2f}"
+    if hasattr(k, "project"):
+        return f"projected {str(k.project).rsplit('/', 1)[-1]}"
+    if getattr(k, "key", None):
+        return f"w: {str(getattr(k, 'w', '')).rsplit('/', 1)[-1]} [{k.key}]"
     return f"w: {str(getattr(k, 'w', '')).rsplit('/', 1)[-1]}"
 
 

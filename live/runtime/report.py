@@ -116,6 +116,55 @@ class OnsetLatency:
                     "gan_path_ms": percentiles_ms(self.gan_s)}
 
 
+class RenderLatency:
+    """From a hop's audio to the generator picture made from it on screen, frame by frame:
+    the lookahead a quantized action fires early by, so that it lands on the line
+    (``show/quantize.py``). Unlike the onset latency it needs no onsets: every frame whose
+    picture comes from a new hop gives a figure.
+
+    The analysis thread calls ``hop(sample_index, arrived_at)``; the display side
+    ``presented(t, generator_sample)``. Both write preallocated rings (bounded over a long
+    show); ``recent_s()`` is the median of the last ``window`` figures."""
+
+    def __init__(self, hop_length: int, slots: int = 1024, window: int = 64) -> None:
+        self.hop_length = max(int(hop_length), 1)
+        self._samples = np.full(slots, -1, dtype=np.int64)
+        self._arrived = np.zeros(slots, dtype=np.float64)
+        self._recent = np.zeros(window, dtype=np.float64)
+        self._count = 0
+        self._last_sample = -1
+
+    def hop(self, sample_index: int, arrived_at: float) -> None:
+        slot = (sample_index // self.hop_length) % self._samples.size
+        self._arrived[slot] = arrived_at
+        self._samples[slot] = sample_index
+
+    def presented(self, t: float, generator_sample: int | None) -> None:
+        if generator_sample is None or generator_sample == self._last_sample:
+            return                       # the same picture again: its latency was counted
+        arrived = self._arrival(generator_sample)
+        if arrived is None:
+            return                       # too old: its hop's slot was reused
+        # The picture shows every hop since the previous picture: the generator takes the
+        # newest request, so a change made at a hop in between waits for it too. A change
+        # lands at a hop anywhere in there: the figure is the latency of the middle one.
+        first = self._arrival(self._last_sample + self.hop_length) \
+            if self._last_sample >= 0 else None
+        if first is not None and first <= arrived:
+            arrived = 0.5 * (first + arrived)
+        self._last_sample = generator_sample
+        self._recent[self._count % self._recent.size] = max(t - arrived, 0.0)
+        self._count += 1
+
+    def _arrival(self, sample_index: int) -> float | None:
+        slot = (sample_index // self.hop_length) % self._samples.size
+        return float(self._arrived[slot]) if self._samples[slot] == sample_index else None
+
+    def recent_s(self) -> float | None:
+        n = min(self._count, self._recent.size)
+        return float(np.median(self._recent[:n])) if n else None
+
+
 class AudioAge:
     """How old each hop's audio was when its analysis was done: from the moment the audio
     callback delivered the hop's last sample (a file: when it would have arrived live) to the

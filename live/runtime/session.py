@@ -14,7 +14,10 @@ replay, the recorded events.
 
 from __future__ import annotations
 
+import dataclasses
+import dataclasses
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +35,10 @@ from phosphene.live.runtime.generation import FrameGenerator
 from phosphene.live.runtime.recording import read_recording
 from phosphene.live.show.events import ControlEvent
 from phosphene.live.show.presets import Preset, load_preset, parse_preset
+from phosphene.live.show.quantize import Quantizer, Release
 from phosphene.live.show.show import GeneratorFacts, Show, ShowState
 from phosphene.models.device import pick_device
+from phosphene.models.latent.projection_cache import cached_projector
 from phosphene.models.loading import load_generator
 
 log = logging.getLogger(__name__)
@@ -72,7 +77,12 @@ def source_from_recording(directory: str | Path, model: str | None = None) -> tu
     if not preset.name and session.get("preset_name"):
         preset = preset.model_copy(update={"name": session["preset_name"]})
     base = session.get("preset_dir")
-    analyzer = session.get("analyzer") or dict(preset.analyzer)
+    recorded = session.get("analyzer") or {}
+    analyzer = recorded or dict(preset.analyzer)
+    if recorded and "onset_detector" not in recorded:
+        # the engine's full settings from before onset detectors could be chosen (issue 15):
+        # replay the onset path the set ran with live
+        analyzer = {**analyzer, "onset_detector": "classic"}
     if session.get("hop_length") and "hop_length" not in analyzer:
         analyzer = {**analyzer, "hop_length": int(session["hop_length"])}
     return ShowSource(preset, Path(base) if base else None, model or session["model_source"],
@@ -110,6 +120,14 @@ def open_generator(model_source: str, device: str = "auto", *, generator: Any = 
     return FrameGenerator(G, torch_device, max_batch=max_batch, synthesis=synthesis), name
 
 
+def _layer_facts(generator: FrameGenerator, model: str) -> GeneratorFacts:
+    """A ``layer:`` model's facts for the show, loaded when its preset loads (kept by the
+    generator for its frames; its ``- project:`` keyframes are projected with it)."""
+    facts = generator.layer_facts(model)
+    G = generator.layer_generator(model).G
+    return dataclasses.replace(facts, projector=cached_projector(G))
+
+
 class Session:
     """The running pipeline of one show: analyzer + show over one generator's latent space."""
 
@@ -120,10 +138,23 @@ class Session:
         self.generator = generator
         self.recorder = recorder
         self.analyzer = Analyzer(self.sample_rate, settings or analyzer_settings(source))
-        self.facts = GeneratorFacts.from_generator(generator.G, generator.device)
+        # ``- project:`` keyframes are projected with this generator (the first time: a log line
+        # and a progress bar) and cached in the user cache
+        facts = GeneratorFacts.from_generator(generator.G, generator.device)
+        self.facts = dataclasses.replace(facts, projector=cached_projector(generator.G),
+                                         layer_facts=lambda model: _layer_facts(generator, model))
         self.show = Show(source.preset, self.facts, self.sample_rate, base_dir=source.base_dir,
                          recorder=recorder)
+        # a bend on a block the model lacks, a mix model that does not fit: said now
+        generator.prepare(self.show.state().request)
         self.last_frame: FeatureFrame | None = None     # the newest hop (the overlay's meter)
+        # quantized actions (show/quantize.py): what waits for its beat or bar, and how early
+        # it fires (live: the engine sets the render latency; offline and replay: none)
+        self.quantizer: Quantizer[ControlEvent] = Quantizer(self.sample_rate, self.hop_length)
+        self.lookahead_s = 0.0              # a picture's: analysis to screen
+        self.sound_lookahead_s = 0.0        # a clip's: analysis to the speaker
+        self.quantized = {"held": 0, "released": 0, "done_at_once": 0}
+        self.releases: deque[dict] = deque(maxlen=16)   # the last few, for the report
 
     @property
     def hop_length(self) -> int:
@@ -139,16 +170,53 @@ class Session:
         """Carry out the events due before the next hop (recorded first, stamped with the hop
         they are applied at: an event that arrives while a hop is processed carries the
         previous hop's clock and would otherwise replay early)."""
-        events = list(events)
+        due = [self._released(r) for r in self.quantizer.due(self.clock)]
+        now: list[ControlEvent] = []
+        default = self.show.preset.quantize
+        for event in events:
+            try:
+                mode = routes.quantize_of(event, default)
+            except routes.Rejected:
+                mode = "off"                 # a stale word: done at once, as it says nothing
+            if mode == "off":
+                now.append(event)
+                continue
+            # recorded as done (the word "off"): a replay does it at the same hop
+            event = routes.unquantized(event)
+            sound = event.address == routes.CLIP_PLAY_ADDRESS
+            lookahead = round((self.sound_lookahead_s if sound else self.lookahead_s)
+                              * self.sample_rate)
+            if self.quantizer.hold(event, mode, self.clock, lookahead):
+                self.quantized["held"] += 1
+            else:                            # no tempo to wait on: now
+                self.quantized["done_at_once"] += 1
+                now.append(event)
+        events = due + now
+        if any(e.address == routes.PANIC_ADDRESS for e in events):
+            self.quantizer.drop_all()        # a panic cancels what waits for its line
         if self.recorder is not None:
             for event in events:
                 self.recorder.write_event(event, applied_at=self.clock)
         routes.perform(events, self.show, actions, on_error)
 
+    def _released(self, release: Release[ControlEvent]) -> ControlEvent:
+        self.quantized["released"] += 1
+        self.releases.append({
+            "address": release.item.address, "unit": release.unit, "line": release.target,
+            "line_sample": None if release.line_sample is None else round(release.line_sample),
+            "applied_at": release.applied_at, "lookahead_samples": release.lookahead})
+        # stamped where it should start: a clip starts on the sample heard on the line
+        return dataclasses.replace(release.item, sample_index=release.start_sample)
+
     def advance(self, block: np.ndarray) -> tuple[FeatureFrame, ShowState]:
         """One hop of audio through the analyzer and the show."""
         frame = self.last_frame = self.analyzer.process(block)
-        return frame, self.show.advance(frame)
+        return frame, self._advance_show(frame)
+
+    def _advance_show(self, frame: FeatureFrame) -> ShowState:
+        state = self.show.advance(frame)
+        self.quantizer.observe(frame, self.show.beat(), self.show.controls.tempo_bpm)
+        return state
 
     def advance_without_audio(self) -> tuple[FeatureFrame, ShowState]:
         """One hop of silence on the show's own clock, for when the analyzer cannot go on:
@@ -157,7 +225,7 @@ class Session:
         frame = self.last_frame = FeatureFrame.silent(self.clock + self.hop_length,
                                                       self.sample_rate)
         self.analyzer.sample_index = frame.sample_index
-        return frame, self.show.advance(frame)
+        return frame, self._advance_show(frame)
 
     def reset_analyzer(self) -> None:
         """A fresh analyzer (same settings) that goes on from the current clock: its state

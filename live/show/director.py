@@ -43,7 +43,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from phosphene.live.analysis.features import FeatureFrame
+from phosphene.live.show.bending import Bend, blend_bends
+from phosphene.live.show.directions import LatentDirections
 from phosphene.live.show.latents import ease, layer_rows, lerp, truncate
+from phosphene.live.show.layering import Layer, blend_layer
+from phosphene.live.show.mixing import Mix, blend_mix
 from phosphene.live.show.mappings import apply_curve, follow
 from phosphene.live.show.modes import DirectorSettings
 from phosphene.live.analysis.tap_tempo import effective_tempo
@@ -71,6 +75,13 @@ class LatentRequest:
     noise_strength: float           # multiplier on the per-pixel noise maps (0 = none)
     noise_seed: int                 # which noise pattern; changes on onsets when reseeding
     keyframe: int                   # current (home) keyframe index
+    # network bending and model mixing (``bending.py``, ``mixing.py``), set by the show;
+    # empty / None when the preset has none (the generator then does no extra work)
+    bends: tuple[Bend, ...] = ()
+    mix: Mix | None = None
+    # a second model crossfaded in before the effects (``layering.py``): its own latents and
+    # the fade; None when the preset has no ``layer:`` (the generator then runs one model)
+    layer: Layer | None = None
 
 
 # -- state -----------------------------------------------------------------------------------
@@ -128,6 +139,8 @@ class Director:
                         else np.mean(self.keyframes, axis=0).astype(np.float32))
         self.state = DirectorState()
         self.last: LatentRequest | None = None
+        # the preset's latent directions (``directions.py``), set by the show; None: none
+        self.directions: LatentDirections | None = None
 
     @property
     def num_ws(self) -> int:
@@ -358,8 +371,13 @@ class Director:
 
         psi = values.get("psi", 1.0)
         w_raw = w
+        w_out = truncate(w_raw, self.w_avg, psi)
+        if self.directions is not None:
+            # after truncation, so a knob moves the picture as far at any psi; w_raw (what
+            # capture keeps) stays without it, like the effects
+            w_out = self.directions.apply(w_out, values)
         self.last = LatentRequest(
-            sample_index=frame.sample_index, w=truncate(w_raw, self.w_avg, psi), w_raw=w_raw,
+            sample_index=frame.sample_index, w=w_out, w_raw=w_raw,
             truncation_psi=psi, noise_strength=noise_strength, noise_seed=s.noise_seed,
             keyframe=s.index)
         return self.last
@@ -372,4 +390,6 @@ def crossfade(old: LatentRequest, new: LatentRequest, amount: float) -> LatentRe
         sample_index=new.sample_index, w=lerp(old.w, new.w, a), w_raw=lerp(old.w_raw, new.w_raw, a),
         truncation_psi=old.truncation_psi + a * (new.truncation_psi - old.truncation_psi),
         noise_strength=old.noise_strength + a * (new.noise_strength - old.noise_strength),
-        noise_seed=new.noise_seed if a >= 0.5 else old.noise_seed, keyframe=new.keyframe)
+        noise_seed=new.noise_seed if a >= 0.5 else old.noise_seed, keyframe=new.keyframe,
+        bends=blend_bends(old.bends, new.bends, a), mix=blend_mix(old.mix, new.mix, a),
+        layer=blend_layer(old.layer, new.layer, a))

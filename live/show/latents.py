@@ -10,8 +10,10 @@ import math
 
 import numpy as np
 
+# the w-row layer groups are shared with the direction tools in models/ (pure Python)
+from phosphene.models.latent.layers import LAYER_GROUPS, layer_rows  # noqa: F401
+
 EASINGS = ("linear", "cosine", "smoothstep")
-LAYER_GROUPS = ("coarse", "middle", "fine")
 
 
 def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
@@ -60,20 +62,6 @@ def truncate(w: np.ndarray, w_avg: np.ndarray | None, psi: float) -> np.ndarray:
     if w_avg is None or psi == 1.0:
         return w
     return lerp(w_avg.astype(np.float32), w, psi)
-
-
-def layer_rows(num_ws: int) -> dict[str, slice]:
-    """Which rows of ``w`` belong to the coarse / middle / fine layer groups.
-
-    In StyleGAN2 ``w`` row i feeds the layers at resolution ~``2**(i//2 + 2)``: rows 0-3 shape
-    pose and layout (4-8 px), rows 4-7 features (16-32 px), the rest colour and texture. Very
-    small networks (fewer than 12 rows) are split into thirds so every group has rows.
-    """
-    if num_ws >= 12:
-        return {"coarse": slice(0, 4), "middle": slice(4, 8), "fine": slice(8, num_ws)}
-    a = max(1, round(num_ws / 3))
-    b = max(a + 1, round(2 * num_ws / 3)) if num_ws > 2 else num_ws
-    return {"coarse": slice(0, a), "middle": slice(a, b), "fine": slice(b, num_ws)}
 
 
 def as_ws(w: np.ndarray, num_ws: int, w_dim: int) -> np.ndarray:

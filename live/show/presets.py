@@ -14,13 +14,18 @@ import threading
 import typing
 from importlib import resources
 from pathlib import Path
-from typing import Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phosphene.errors import PhospheneError
-from phosphene.live.show.keyframes import SavedKeyframe, SeedKeyframe, SlerpKeyframe
+from phosphene.live.show.bending import BendModel, bend_parameter_specs
+from phosphene.live.show.directions import DirectionsModel, direction_parameter_specs
+from phosphene.live.show.layering import layer_parameter_specs
+from phosphene.live.show.mixing import MixModel, mix_parameter_specs
+from phosphene.live.show.keyframes import (ProjectedKeyframe, SavedKeyframe, SeedKeyframe,
+                                            SlerpKeyframe)
 from phosphene.live.show.mappings import Mapping
 from phosphene.live.show.modes import CurveName, DirectorSettings, ModeSettings, SourceStr
 from phosphene.live.control.routes import find_route, is_safe_name
@@ -45,10 +50,33 @@ class SlerpKeyframeModel(_Model):
 
 
 class SavedKeyframeModel(_Model):
-    w: str = Field(description=".npy file, [w_dim] or [num_ws, w_dim]; relative to the preset")
+    w: str = Field(description=".npy file, [w_dim] or [num_ws, w_dim], or a keyframe library "
+                   ".npz; relative to the preset")
+    key: str | None = Field(None, min_length=1, description="the keyframe of a library .npz")
 
 
-KeyframeModel = Union[SeedKeyframeModel, SlerpKeyframeModel, SavedKeyframeModel]
+class ProjectKeyframeModel(_Model):
+    project: str = Field(description="an image (relative to the preset): the keyframe is the "
+                         "w whose frame resembles it, computed once and cached")
+    steps: int = Field(500, ge=1, le=100_000)
+    w_plus: bool = Field(False, description="one w per layer: closer to the image, less smooth "
+                         "to animate")
+
+
+KeyframeModel = Union[SeedKeyframeModel, SlerpKeyframeModel, SavedKeyframeModel,
+                      ProjectKeyframeModel]
+
+
+class LayerModel(_Model):
+    """A second model of any architecture, run in lockstep and crossfaded in before the
+    effects (``layering.py``)."""
+
+    model: str = Field(min_length=1, description="the layer model (relative to the preset's "
+                       "folder, or any model reference)")
+    fade: float = Field(0.5, ge=0.0, le=1.0, description="the parameter layer.fade: 0 = the "
+                        "preset's model only, 1 = the layer model only")
+    keyframes: list[KeyframeModel] | None = Field(None, min_length=1, description="the layer's "
+                                                   "own keyframes; default: the preset's")
 
 
 # -- controls --------------------------------------------------------------------------------
@@ -134,10 +162,25 @@ class Preset(_Model):
     keyframes: list[KeyframeModel] = Field(min_length=1)
     transition_ms: float = Field(600.0, ge=0.0)
     crossfade_ms: float = Field(1500.0, ge=0.0, description="fade when switching to this preset")
+    # preset switches, keyframe steps and clip starts wait for the next beat or bar (a message
+    # may say otherwise: show/quantize.py), landing early by the lookahead: the measured time
+    # from analysis to screen ("auto"), or a fixed number of milliseconds
+    quantize: Literal["off", "beat", "bar"] = "off"
+    quantize_lookahead_ms: Union[Annotated[float, Field(ge=0.0, le=2000.0)], Literal["auto"]] = "auto"
     modes: ModeSettings = Field(default_factory=ModeSettings)   # the schema is in modes.py
     parameters: dict[str, ParameterModel] = Field(default_factory=dict)
     mappings: list[MappingModel] = Field(default_factory=list)
     effects: list[EffectModel] = Field(default_factory=list)
+    # feature-map operations inside the network (bending.py) and a second model blended in
+    # per block (mixing.py): each numeric setting is a parameter (bend.0.angle, mix.fine)
+    bend: list[BendModel] = Field(default_factory=list)
+    mix: MixModel | None = None
+    # meaningful directions in W (SeFa / GANSpace), each a parameter dir.k in sigma units
+    # (directions.py); computed for the model when the preset loads, then cached
+    directions: DirectionsModel | None = None
+    # a second model of any architecture with its own director over its own latent space,
+    # crossfaded in before the effect chain by the parameter layer.fade (layering.py)
+    layer: LayerModel | None = None
     midi: MidiModel = Field(default_factory=MidiModel)
     clips: ClipsModel = Field(default_factory=ClipsModel)
     ndi: NdiModel | None = None
@@ -196,6 +239,13 @@ class Preset(_Model):
                 start = p.clamp(effect.params.get(p.name, p.default))
                 specs[name] = ParameterSpec(name, p.minimum, p.maximum, start,
                                             EFFECT_SMOOTHING_MS, p.doc)
+        specs.update(bend_parameter_specs(self.bend))
+        if self.mix is not None:
+            specs.update(mix_parameter_specs(self.mix))
+        if self.directions is not None:
+            specs.update(direction_parameter_specs(self.directions))
+        if self.layer is not None:
+            specs.update(layer_parameter_specs(self.layer.fade, self.layer.model))
         for name, override in self.parameters.items():
             base = specs.get(name, ParameterSpec(name))
             lo = base.minimum if override.min is None else override.min
@@ -210,15 +260,13 @@ class Preset(_Model):
         return specs
 
     def keyframe_specs(self) -> list:
-        out = []
-        for k in self.keyframes:
-            if isinstance(k, SeedKeyframeModel):
-                out.append(SeedKeyframe(k.seed))
-            elif isinstance(k, SlerpKeyframeModel):
-                out.append(SlerpKeyframe(k.slerp[0], k.slerp[1], k.t))
-            else:
-                out.append(SavedKeyframe(k.w))
-        return out
+        return _keyframe_specs(self.keyframes)
+
+    def layer_keyframe_specs(self) -> list:
+        """The layer model's keyframes: its own, else the preset's (the same seeds, resolved
+        through the layer model's mapping network)."""
+        own = None if self.layer is None else self.layer.keyframes
+        return _keyframe_specs(self.keyframes if own is None else own)
 
     def director_settings(self) -> DirectorSettings:
         """The ``Director``'s settings: the ``modes:`` section as written, plus
@@ -231,6 +279,21 @@ class Preset(_Model):
     def effect_names(self) -> list[str]:
         """Names the effects are addressed by (``flash``; a user effect's declared name)."""
         return [_effect_spec(e.name).name for e in self.effects]
+
+
+def _keyframe_specs(keyframes: list) -> list:
+    """The core's keyframe specs (``keyframes.py``) of validated keyframe entries."""
+    out = []
+    for k in keyframes:
+        if isinstance(k, SeedKeyframeModel):
+            out.append(SeedKeyframe(k.seed))
+        elif isinstance(k, SlerpKeyframeModel):
+            out.append(SlerpKeyframe(k.slerp[0], k.slerp[1], k.t))
+        elif isinstance(k, ProjectKeyframeModel):
+            out.append(ProjectedKeyframe(k.project, k.steps, k.w_plus))
+        else:
+            out.append(SavedKeyframe(k.w, k.key))
+    return out
 
 
 # Short glide for effect uniforms set by OSC/MIDI: removes zipper steps, keeps them snappy.

@@ -31,23 +31,31 @@ effect chain's job.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from phosphene.errors import PhospheneError
+from phosphene.live.show.bending import bends_now
 from phosphene.live.show.controls import Controls
+from phosphene.live.show.directions import DirectionSource, LatentDirections
 from phosphene.live.show.director import Director, LatentRequest, crossfade
 from phosphene.live.show.events import PRESET_EDITED, PRESET_LOADED, ControlEvent
 from phosphene.live.analysis.features import FeatureFrame
-from phosphene.live.show.keyframes import (Mapper, SeedKeyframe, mapper_from_generator,
+from phosphene.live.show.keyframes import (Mapper, Projector, SeedKeyframe, mapper_from_generator,
                                             resolve_keyframe, resolve_keyframes)
+from phosphene.live.show.layering import FADE, Layer
 from phosphene.live.show.mappings import MappingBank, MappingState
+from phosphene.live.show.mixing import mix_now, resolve_model
 from phosphene.live.show.params import ParameterSet
 from phosphene.live.show.presets import Preset, parse_preset
 from phosphene.live.show.safety import OUTPUT_FADE, blackout_step, combined_fade
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,14 +67,32 @@ class GeneratorFacts:
     num_ws: int
     mapper: Mapper                       # z [z_dim] -> w [num_ws, w_dim], untruncated
     w_avg: np.ndarray | None = None      # [w_dim], the truncation centre
+    # (method, layers, samples) -> the model's directions in W as numpy arrays (``vectors``,
+    # ``sigmas``, ``rows``), computed or read from the cache outside the core; None: a preset
+    # with ``directions:`` cannot run on this generator
+    directions: DirectionSource | None = None
+    # (image, steps, w_plus) -> w: ``- project:`` keyframes, projected (and cached) outside the
+    # core (the session supplies ``models/latent/projection_cache.py``'s); None: a preset with
+    # one cannot run on these facts
+    projector: Projector | None = None
+    # model reference -> that model's facts: the second model of a ``layer:`` preset, loaded
+    # outside the core (the session hands over the generator side's loader); None: a preset
+    # with a layer cannot run on these facts
+    layer_facts: Callable[[str], "GeneratorFacts"] | None = None
 
     @classmethod
     def from_generator(cls, G, device=None) -> "GeneratorFacts":
-        """Read the facts off a ``Generator`` (imports torch through the mapper only)."""
+        """Read the facts off a ``Generator`` (imports torch through the mapper and the
+        direction source only)."""
+        # torch: the direction tools compute with the generator the caller has already built
+        # (nothing runs until a preset asks for directions)
+        from phosphene.models.latent.directions import direction_source
+
         w_avg = getattr(getattr(G, "mapping", None), "w_avg", None)
         return cls(z_dim=int(G.z_dim), w_dim=int(G.w_dim), num_ws=int(G.num_ws),
                    mapper=mapper_from_generator(G, device),
-                   w_avg=None if w_avg is None else w_avg.detach().float().cpu().numpy())
+                   w_avg=None if w_avg is None else w_avg.detach().float().cpu().numpy(),
+                   directions=direction_source(G))
 
 
 @dataclass(frozen=True)
@@ -120,22 +146,110 @@ class _RunningPreset:
         if director is None:
             keyframes = resolve_keyframes(preset.keyframe_specs(), mapper=facts.mapper,
                                           z_dim=facts.z_dim, num_ws=facts.num_ws,
-                                          w_dim=facts.w_dim, base_dir=base_dir)
+                                          w_dim=facts.w_dim, base_dir=base_dir,
+                                          projector=facts.projector)
             director = Director(keyframes, preset.director_settings(), w_avg=facts.w_avg,
                                 fresh_scene=_fresh_scenes(preset, facts))
         else:
             director.settings = preset.director_settings()
+        director.directions = _directions(preset, facts)
         self.director = director
+        self.num_ws = facts.num_ws
+        self.mix_model = None if preset.mix is None else resolve_model(preset.mix.model, base_dir)
+        # ``layer:``: the second model's own director, driven like the first (None: no layer)
+        self.layer_model, self.layer_director = _layer_director(preset, facts, base_dir)
         self.request: LatentRequest | None = None
         # what the performer changed live (OSC, MIDI, keys): an edit of the preset's file
         # keeps these and applies the rest (``Show.edit_preset``)
         self.touched_params: set[str] = set()
         self.touched_effects: set[str] = set()
+        # the keyframes captured live and not saved into the preset yet, with their names
+        # (None: unnamed), for ``/phosphene/keyframe/save``
+        self.captured: list[tuple[str | None, np.ndarray]] = []
 
     def advance(self, frame: FeatureFrame, dt_s: float) -> LatentRequest:
         values = self.controls.update(frame, dt_s)
-        self.request = self.director.update(values, frame, dt_s)
+        request = self.director.update(values, frame, dt_s)
+        if self.preset.bend or self.preset.mix is not None:
+            # the bends and the model mix travel with the request (pure data), so the
+            # generator's frame depends on the request alone
+            request = dataclasses.replace(
+                request, bends=bends_now(self.preset.bend, values),
+                mix=None if self.preset.mix is None else mix_now(
+                    self.preset.mix, self.mix_model, values, self.num_ws))
+        if self.layer_director is not None:
+            # the same values, features and time: the two directors move in lockstep
+            own = self.layer_director.update(values, frame, dt_s)
+            request = dataclasses.replace(request, layer=Layer(
+                self.layer_model, float(values.get(FADE, 0.0)), _frozen(own.w),
+                float(own.truncation_psi), float(own.noise_strength), int(own.noise_seed),
+                int(own.keyframe)))
+        self.request = request
         return self.request
+
+    def directors(self) -> tuple[Director, ...]:
+        """The directors keyframe events move: the preset's, and the layer's when it has one."""
+        return (self.director,) if self.layer_director is None \
+            else (self.director, self.layer_director)
+
+
+def _directions(preset: Preset, facts: GeneratorFacts) -> LatentDirections | None:
+    """The preset's ``directions:`` for this generator (computed once per model and request,
+    then cached), or None when it has none."""
+    spec = preset.directions
+    if spec is None:
+        return None
+    if facts.directions is None:
+        raise PhospheneError(f"preset {preset.name or '(unnamed)'}: directions: this generator "
+                             "offers no latent directions")
+    found = facts.directions(spec.method, spec.layers, spec.samples)
+    try:
+        return LatentDirections.from_set(found, spec.count)
+    except ValueError as exc:
+        raise PhospheneError(f"preset {preset.name or '(unnamed)'}: {exc}") from None
+
+
+def _layer_director(preset: Preset, facts: GeneratorFacts,
+                    base_dir: Path | None) -> tuple[str | None, Director | None]:
+    """The ``layer:`` model's reference and a director over its latent space: its keyframes
+    (the preset's, unless the layer lists its own) resolved through its own mapping network,
+    the preset's mode settings, its own truncation centre and fresh scenes. (None, None)
+    without a layer."""
+    spec = preset.layer
+    if spec is None:
+        return None, None
+    where = f"preset {preset.name or '(unnamed)'}: layer"
+    if facts.layer_facts is None:
+        raise PhospheneError(f"{where}: this show cannot load a second model")
+    model = resolve_model(spec.model, base_dir)
+    own = facts.layer_facts(model)          # PhospheneError naming the model if it cannot load
+    try:
+        keyframes = resolve_keyframes(preset.layer_keyframe_specs(), mapper=own.mapper,
+                                      z_dim=own.z_dim, num_ws=own.num_ws, w_dim=own.w_dim,
+                                      base_dir=base_dir, projector=own.projector)
+    except PhospheneError as exc:
+        raise PhospheneError(f"{where}.keyframes ({model}): {exc}") from None
+    return model, Director(keyframes, preset.director_settings(), w_avg=own.w_avg,
+                           fresh_scene=_fresh_scenes(preset, own))
+
+
+def _carry_layer(old: _RunningPreset, new: _RunningPreset) -> None:
+    """An edit: the layer's director goes on when neither it nor the preset's director
+    changed; otherwise the new one starts where the preset's director is now (keyframe index,
+    drift position, envelopes), so the two stay in step."""
+    if new.layer_director is None:
+        return
+    if (old.layer_director is not None and new.director is old.director
+            and old.layer_model == new.layer_model
+            and old.preset.layer_keyframe_specs() == new.preset.layer_keyframe_specs()):
+        old.layer_director.settings = new.layer_director.settings
+        new.layer_director = old.layer_director
+        return
+    state = dataclasses.replace(new.director.state, transition=None, fresh_scenes=0,
+                                layer_env=dict(new.director.state.layer_env))
+    count = len(new.layer_director.keyframes)
+    state.index, state.drift_pos = state.index % count, state.drift_pos % count
+    new.layer_director.state = state
 
 
 def _fresh_scenes(preset: Preset, facts: GeneratorFacts):
@@ -185,18 +299,37 @@ def _carry_live_state(old: _RunningPreset, new: _RunningPreset) -> None:
     dst.bank = MappingBank(list(dst.bank.mappings), states)
     if new.director is not old.director:
         _carry_director(old, new)
+    else:
+        new.captured = list(old.captured)
+    _carry_layer(old, new)
 
 
 def _carry_director(old: _RunningPreset, new: _RunningPreset) -> None:
     before, after = old.director, new.director
     n_old, n_new = len(old.preset.keyframes), len(new.preset.keyframes)
+    # the keyframes this edit added to the file: a captured keyframe saved into the preset
+    # (``/phosphene/keyframe/save``) is now one of them, and is not carried a second time
+    old_specs = old.preset.keyframe_specs()
+    added = [j for j, spec in enumerate(new.preset.keyframe_specs()) if spec not in old_specs]
+
+    def saved_as(w: np.ndarray) -> int | None:
+        return next((j for j in added if after.keyframes[j].shape == w.shape
+                     and np.array_equal(after.keyframes[j], w)), None)
+
+    moved: dict[int, int] = {}              # old index of a captured keyframe -> its new one
     captured = before.keyframes[n_old:]
     if captured and captured[0].shape == after.keyframes[0].shape:
-        after.keyframes.extend(np.array(w, copy=True) for w in captured)
+        for i, w in enumerate(captured):
+            j = saved_as(w)
+            if j is None:
+                j = len(after.keyframes)
+                after.keyframes.append(np.array(w, copy=True))
+            moved[n_old + i] = j
+    new.captured = [(name, w) for name, w in old.captured if saved_as(w) is None]
     s, t = before.state, after.state
     index = s.index % len(before.keyframes)
     if index >= n_old:                      # a captured keyframe: it moved along with the list
-        index = n_new + index - n_old
+        index = moved.get(index, n_new + index - n_old)
     t.index = index % len(after.keyframes)
     t.drift_pos = s.drift_pos % len(after.keyframes)
     t.blend_env, t.onset_count, t.noise_env = s.blend_env, s.onset_count, s.noise_env
@@ -335,18 +468,39 @@ class Show:
         if self._old is not None:
             self._old.controls.sync_beat(sample_index, beat)
 
+    def lock_heard_tempo(self) -> None:
+        """Set the tempo to what the analyzer hears now (a Link session then takes it); with
+        no tempo heard yet the tempo stays as it is."""
+        if self.heard_tempo_bpm > 0.0:
+            self.set_parameter("tempo_bpm", self.heard_tempo_bpm, immediate=True)
+        else:
+            log.info("tempo lock: the analyzer has no tempo yet; the tempo stays")
+
     def beat(self) -> float | None:
         """The external clock's beat now (None without one)."""
         return self._running.controls.beat_at(self.sample_index)
 
     def step_keyframe(self, delta: int) -> None:
-        self._running.director.step(delta)
+        for director in self._running.directors():
+            director.step(delta)
 
     def goto_keyframe(self, index: int) -> None:
-        self._running.director.goto(int(index))
+        for director in self._running.directors():
+            director.goto(int(index))
 
-    def capture_keyframe(self) -> None:
-        self._running.director.capture()
+    def capture_keyframe(self, name: str | None = None) -> None:
+        """Add the latent on screen as a keyframe (``name``: what a save calls it)."""
+        director = self._running.director
+        index = director.capture()
+        self._running.captured.append((name, director.keyframes[index]))
+        if self._running.layer_director is not None:
+            # the layer's latent on screen too, so the two keyframe lists stay in step
+            self._running.layer_director.capture()
+
+    def captured_keyframes(self) -> list[tuple[str | None, np.ndarray]]:
+        """The keyframes captured in the running preset and not in its file yet: (name or
+        None, ``w`` [num_ws, w_dim]), in capture order."""
+        return [(name, np.array(w, copy=True)) for name, w in self._running.captured]
 
     # -- performer safety (``/phosphene/blackout``, ``/freeze``, ``/panic``) ---------------------
     @property
@@ -421,6 +575,7 @@ class Show:
 
     def _step(self, frame: FeatureFrame, dt_s: float) -> None:
         self.sample_index = frame.sample_index
+        self.heard_tempo_bpm = frame.tempo_bpm     # the analyzer's, whatever the show follows
         if self._blackout != (1.0 if self._blackout_on else 0.0):
             self._blackout = blackout_step(self._blackout, self._blackout_on, dt_s)
         request = self._running.advance(frame, dt_s)
@@ -447,7 +602,8 @@ class Show:
                 sample_index=request.sample_index, w=_frozen(request.w),
                 w_raw=_frozen(request.w_raw), truncation_psi=float(request.truncation_psi),
                 noise_strength=float(request.noise_strength), noise_seed=int(request.noise_seed),
-                keyframe=int(request.keyframe)),
+                keyframe=int(request.keyframe), bends=request.bends, mix=request.mix,
+                layer=request.layer),
             effect_names=scene.effect_names,
             effect_refs=scene.effect_refs,
             effect_params=types.MappingProxyType(params),

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from phosphene.errors import PhospheneError
+from phosphene.models.cache import cache_root
 
 _NVLABS_ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained"
 _NVLABS_SG3_REPO = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files"
@@ -63,12 +64,7 @@ def zoo_url(name: str) -> str | None:
 
 
 def cache_dir() -> Path:
-    override = os.environ.get("PHOSPHENE_CACHE_DIR")
-    if override:
-        return Path(override) / "checkpoints"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("phosphene")) / "checkpoints"
+    return cache_root() / "checkpoints"
 
 
 def cached_path(url: str) -> Path:

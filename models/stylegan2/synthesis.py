@@ -7,6 +7,8 @@ the image is a sum of contributions from every scale.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import torch
 from torch import nn
 
@@ -69,8 +71,12 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
                 noise_mode: str = "const", force_fp32: bool = False,
-                fused_modconv: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``ws [N, num_conv + num_torgb, w_dim]``; returns (features, image so far)."""
+                fused_modconv: bool | None = None,
+                bend: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``ws [N, num_conv + num_torgb, w_dim]``; returns (features, image so far).
+        ``bend``: applied to the features after the convolutions, before the toRGB (network
+        bending, ``bending.py``), so this block's colours and every later block see it."""
         batch = ws.shape[0]
         dtype = self.compute_dtype(ws.device, force_fp32)
         # fp16 blocks run channels-last (NHWC suits tensor cores). NVlabs does this only with
@@ -88,6 +94,8 @@ class SynthesisBlock(nn.Module):
             x = x.to(dtype=dtype, memory_format=memory_format)
             x = self.conv0(x, ws[:, 0], noise_mode=noise_mode, fused_modconv=fused_modconv)
             x = self.conv1(x, ws[:, 1], noise_mode=noise_mode, fused_modconv=fused_modconv)
+        if bend is not None:
+            x = bend(x)
 
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
@@ -138,8 +146,12 @@ class SynthesisNetwork(nn.Module):
             block.use_fp16 = num_fp16_res > 0 and block.resolution >= fp16_resolution
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool = False,
-                fused_modconv: bool | None = None) -> torch.Tensor:
-        """``ws [N, num_ws, w_dim]`` -> image ``[N, img_channels, R, R]`` float32, nominal [-1, 1]."""
+                fused_modconv: bool | None = None,
+                bends: Mapping[int, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+                ) -> torch.Tensor:
+        """``ws [N, num_ws, w_dim]`` -> image ``[N, img_channels, R, R]`` float32, nominal [-1, 1].
+        ``bends``: block resolution -> what to do to that block's features (``bending.py``);
+        None (the usual case) costs nothing."""
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
         ws = ws.to(torch.float32)
@@ -148,6 +160,7 @@ class SynthesisNetwork(nn.Module):
         for block in self.blocks():
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             x, img = block(x, img, block_ws, noise_mode=noise_mode, force_fp32=force_fp32,
-                           fused_modconv=fused_modconv)
+                           fused_modconv=fused_modconv,
+                           bend=None if bends is None else bends.get(block.resolution))
             w_idx += block.num_conv
         return img

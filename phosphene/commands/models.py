@@ -1,4 +1,5 @@
-"""``phosphene models info|sample|convert``: inspect, sample and convert StyleGAN2 generators.
+"""``phosphene models info|sample|convert|directions``: inspect, sample and convert StyleGAN2
+generators, and find meaningful directions in their latent space.
 
 torch and the checkpoint loaders are imported inside the handlers.
 """
@@ -7,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 
-from phosphene.commands._args import UsageError, add_device_option, add_subcommands, seeds
+from phosphene.commands._args import (UsageError, add_device_option, add_subcommands,
+                                      positive_float, positive_int, seeds)
+from phosphene.commands import models_keyframes
 from phosphene.errors import PhospheneError
+# image helpers live in the library (the direction grid draws with them too); numpy only
+from phosphene.models.images import image_grid, to_uint8  # noqa: F401
+from phosphene.models.latent.layers import check_layer_spec  # pure Python, no torch
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("output", metavar="OUT", help="the .safetensors file to write")
     convert.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     convert.set_defaults(func=run_convert)
+
+    # images as keyframes and keyframe libraries: their own module
+    models_keyframes.register(actions)
+
+    directions = actions.add_parser(
+        "directions", help="find meaningful latent directions (SeFa, GANSpace)",
+        description="Find directions in W that change the picture meaningfully: SeFa "
+        "(closed-form factorization of the style-modulation weights, seconds) or GANSpace (PCA "
+        "of sampled w). Results are cached per model in the user cache; presets use them as "
+        "the parameters dir.0, dir.1, ... (in sigma: the spread of the model's own latents "
+        "along each direction).")
+    directions.add_argument("model", metavar="MODEL", help="checkpoint path, URL or builtin:NAME")
+    directions.add_argument("--method", choices=("sefa", "ganspace"), default="sefa",
+                            help="sefa (default) or ganspace")
+    directions.add_argument("-n", "--count", type=positive_int, default=16,
+                            help="how many directions to keep, most important first (default 16)")
+    directions.add_argument("--layers", type=layer_spec, default="all",
+                            help="the w rows the directions act on (and, for sefa, are computed "
+                            "from): coarse, middle, fine, all (default) or A-B")
+    directions.add_argument("--samples", type=positive_int, default=None, metavar="N",
+                            help="w samples for ganspace's PCA and every method's sigma "
+                            "(default: 10000 for ganspace, 2000 for sefa)")
+    directions.add_argument("-o", "--output", required=True, help=".npz file to write")
+    directions.add_argument("--grid", default=None, metavar="PNG",
+                            help="also draw a labelled grid: a row per direction, columns from "
+                            "-SPAN to +SPAN sigma around a seed")
+    directions.add_argument("--name", dest="names", type=direction_name, action="append",
+                            default=[], metavar="K=NAME",
+                            help="label direction K in the grid (repeatable), e.g. 2=zoom")
+    directions.add_argument("--seed", type=int, default=0, help="the grid's seed (default 0)")
+    directions.add_argument("--steps", type=positive_int, default=7,
+                            help="grid columns (default 7)")
+    directions.add_argument("--span", type=positive_float, default=3.0,
+                            help="grid range in sigma, as a preset's directions range (default 3)")
+    directions.add_argument("--psi", type=float, default=0.7,
+                            help="the grid's truncation psi (default 0.7, the show's default)")
+    directions.add_argument("--thumb", type=positive_int, default=96, metavar="PX",
+                            help="grid picture size in pixels (default 96)")
+    directions.add_argument("--no-cache", action="store_true",
+                            help="compute again (and do not write the cache)")
+    directions.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_option(directions)
+    directions.set_defaults(func=run_directions)
 
 
 # Handlers ---------------------------------------------------------------------------------------
@@ -149,25 +197,60 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-# Image helpers ----------------------------------------------------------------------------------
-
-def to_uint8(img):
-    """NCHW float in nominal [-1, 1] -> NHWC uint8 numpy (the NVlabs mapping, clipped)."""
-    import torch
-
-    out = (img.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    return out.permute(0, 2, 3, 1).cpu().numpy()
+def layer_spec(text: str) -> str:
+    """``--layers``: coarse, middle, fine, all or A-B (checked against the model later)."""
+    try:
+        return check_layer_spec(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
-def image_grid(images, cols: int | None = None):
-    """Tile NHWC images into one HWC array, row-major, near-square by default."""
-    import numpy as np
+def direction_name(text: str) -> tuple[int, str]:
+    """``--name K=NAME``: a grid label for direction K."""
+    index, sep, name = text.partition("=")
+    if not sep or not index.strip().isdigit() or not name.strip():
+        raise UsageError(f"--name {text!r}: expected K=NAME, e.g. 2=zoom")
+    return int(index), name.strip()
 
-    n, h, w, ch = images.shape
-    cols = cols or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    grid = np.zeros((rows * h, cols * w, ch), dtype=images.dtype)
-    for i, image in enumerate(images):
-        r, c = divmod(i, cols)
-        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
-    return grid
+
+def run_directions(args: argparse.Namespace) -> int:
+    import time
+
+    # start-up time: the loaders and the direction tools load torch
+    from phosphene.models.device import pick_device
+    from phosphene.models.latent.directions import directions_for
+    from phosphene.models.loading import load_generator
+
+    G = load_generator(args.model, device=pick_device(args.device))
+    if args.count > G.w_dim:
+        raise PhospheneError(f"-n {args.count}: this model's w has {G.w_dim} dimensions, so at "
+                             f"most {G.w_dim} directions")
+    start = time.perf_counter()
+    found = directions_for(G, args.method, args.layers, samples=args.samples,
+                           progress=not args.no_progress, use_cache=not args.no_cache)
+    chosen = found.head(args.count)
+    seconds = time.perf_counter() - start
+    chosen.save(args.output)
+    rows = chosen.rows
+    print(f"{args.method}: {len(chosen)} directions of {len(found)} on w rows "
+          f"{rows[0]}-{rows[-1]} ({seconds:.2f} s), sigma from {chosen.samples} samples of w")
+    total = float(found.strengths.sum())
+    for k in range(len(chosen)):
+        share = f"  {100 * chosen.strengths[k] / total:5.1f} %" if args.method == "ganspace" else ""
+        print(f"  dir.{k:<3} sigma {chosen.sigmas[k]:.3f}{share}")
+    print(f"wrote {args.output}")
+    if args.grid:
+        # start-up time: the grid renders with torch and PIL
+        from phosphene.models.latent.direction_grid import direction_grid
+
+        names = dict(args.names)
+        unknown = sorted(k for k in names if k >= len(chosen))
+        if unknown:
+            raise PhospheneError(f"--name {unknown[0]}=...: there are {len(chosen)} directions "
+                                 f"(0..{len(chosen) - 1})")
+        image = direction_grid(G, chosen, names=names, seed=args.seed, steps=args.steps,
+                               span=args.span, psi=args.psi, thumb=args.thumb)
+        image.save(args.grid)
+        print(f"wrote {args.grid}: {len(chosen)} directions x {args.steps} steps, "
+              f"-{args.span:g}..+{args.span:g} sigma around seed {args.seed}")
+    return 0
