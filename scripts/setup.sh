@@ -28,6 +28,10 @@ packages+=(g++)
 # Chromium that loads the web control page (driven through its DevTools protocol).
 dev_packages=(pulseaudio pulseaudio-utils libasound2-plugins jackd2 libjack-jackd2-0 liblo-tools xvfb x11-apps
               imagemagick xdotool chromium)
+# The onset corpus (tools/make_onset_corpus.py, tests/test_onset_corpus.py): FluidSynth renders
+# MIDI with known note onsets through a General MIDI soundfont; aubio's `aubioonset` is one of
+# the reference detectors `phosphene bench onsets` compares with.
+dev_packages+=(fluidsynth fluid-soundfont-gm aubio-tools)
 [ "$dev" = 1 ] && packages+=("${dev_packages[@]}")
 
 missing=()

@@ -226,5 +226,7 @@ def test_a_quantized_preset_switch_lands_on_the_link_bar_line(tmp_path):
         assert shown.state.preset_name == name
         beat_on_screen = beat_ref + (shown.presented_at - t_ref) * bpm / 60.0
         offsets_s.append((((beat_on_screen + 2.0) % 4.0) - 2.0) * 60.0 / bpm)
-    frame_s = 1.0 / 20.0
-    assert sorted(abs(o) for o in offsets_s)[1] < frame_s, (offsets_s, quantize)
+    # one frame: the display's period (20 fps), or its measured frame time when a loaded
+    # machine held it below that rate (the picture cannot change between two frames)
+    frame_s = max(1.0 / 20.0, report["frames"]["frame_time_ms"]["p50"] / 1000.0)
+    assert sorted(abs(o) for o in offsets_s)[1] < frame_s, (offsets_s, frame_s, quantize)

@@ -34,7 +34,7 @@ from scipy.signal import lfilter, lfilter_zi
 
 from phosphene.audio_file import sanitize_audio
 from phosphene.errors import PhospheneError
-from phosphene.live.analysis.settings import AnalyzerSettings
+from phosphene.live.analysis.settings import ONSET_DETECTOR_DEFAULTS, AnalyzerSettings
 from phosphene.live.analysis.envelopes import (FLUSH_BELOW, EnvelopeFollower, SlowGain,
                                                smoothing_retain)
 from phosphene.live.analysis.features import FeatureFrame
@@ -126,13 +126,26 @@ class Analyzer:
         self._band_avg_fall = smoothing_retain(hop_s, s.band_agc_s)
         self._band_floor_db = s.gate_dbfs - 20.0
 
-        # onsets
-        self._flux = SuperFlux(sr, n_fft, hop, s.onset_bands, s.onset_fmin_hz, s.onset_fmax_hz,
-                               s.onset_log_multiplier, s.onset_max_filter_bands,
-                               s.onset_diff_ratio, s.tempo_band_edges_hz)
+        # onsets. The tempo accent always comes from the classic mel-band flux (the tempo
+        # tracker was tuned on it); the onsets come from the chosen detector's flux, the same
+        # object when its filterbank and flux knobs are the classic ones.
+        op = s.onset_params()
+        classic = ONSET_DETECTOR_DEFAULTS["classic"]
+        flux_knobs = ("bands_per_octave", "log_multiplier", "max_filter_bands", "diff_ratio")
+        self._accent_flux = SuperFlux(sr, n_fft, hop, s.onset_bands, s.onset_fmin_hz,
+                                      s.onset_fmax_hz, classic["log_multiplier"],
+                                      classic["max_filter_bands"], classic["diff_ratio"],
+                                      s.tempo_band_edges_hz)
+        self._flux = None
+        if any(op[k] != classic[k] for k in flux_knobs):
+            self._flux = SuperFlux(sr, n_fft, hop, s.onset_bands, s.onset_fmin_hz,
+                                   s.onset_fmax_hz, op["log_multiplier"],
+                                   op["max_filter_bands"], op["diff_ratio"],
+                                   bands_per_octave=op["bands_per_octave"] or None)
         frames = lambda ms: int(round(ms / 1000.0 * self.frame_rate))  # noqa: E731
-        self._picker = OnlinePeakPicker(s.onset_delta, frames(s.onset_mean_ms),
-                                        frames(s.onset_max_ms), frames(s.onset_min_interval_ms))
+        self._picker = OnlinePeakPicker(op["delta"], frames(op["mean_ms"]),
+                                        frames(op["max_ms"]), frames(op["min_interval_ms"]),
+                                        op["mean_weight"])
         self._odf_peak = 0.0
         self._odf_peak_coef = smoothing_retain(hop_s, s.onset_norm_release_s)
 
@@ -212,8 +225,10 @@ class Analyzer:
         gain = 10.0 ** (gain_db / 20.0)
 
         # onsets
-        flux = self._flux.process(self._mag, gain)
-        accent = self._flux.accent  # what the tempo tracker reads (see onsets.py)
+        flux = self._accent_flux.process(self._mag, gain)
+        accent = self._accent_flux.accent  # what the tempo tracker reads (see onsets.py)
+        if self._flux is not None:
+            flux = self._flux.process(self._mag, gain)
         if gated:
             flux = accent = 0.0
         onset = self._picker.process(flux)

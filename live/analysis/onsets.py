@@ -14,7 +14,9 @@ kick in the few low ones; metre lives in kicks and snares, so the tempo tracker 
 
 The peak picker is the online variant: a value is an onset when it is the maximum of the last
 ``onset_max_ms``, not smaller than the next value (one hop of lookahead: the analyzer's latency),
-above the moving mean plus ``delta``, and far enough from the previous onset.
+above ``mean_weight`` times the moving mean plus ``delta``, and far enough from the previous
+onset. Which filterbank and which values (the ``classic`` path or the corpus-tuned
+``superflux`` one) is the analyzer settings' choice (``settings.ONSET_DETECTOR_DEFAULTS``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,29 @@ def log_filterbank(sample_rate: int, n_fft: int, n_bands: int, fmin_hz: float,
     return np.ascontiguousarray(fb)
 
 
+def octave_filterbank(sample_rate: int, n_fft: int, bands_per_octave: int, fmin_hz: float,
+                      fmax_hz: float) -> np.ndarray:
+    """Triangular filters centred ``bands_per_octave`` per octave, each row summing to 1:
+    ``(n_bands, n_fft // 2 + 1)`` -- the filterbank of SuperFlux (Böck & Widmer 2013; madmom's
+    ``LogarithmicFilterbank``). Centres are snapped to FFT bins and duplicates dropped, so
+    where the bins are wider than the bands (the low octaves) each band is about one bin: no
+    band repeats another and none is empty."""
+    fmax_hz = min(fmax_hz, sample_rate / 2.0)
+    n_octaves = np.log2(fmax_hz / fmin_hz)
+    centres_hz = fmin_hz * 2.0 ** (np.arange(int(n_octaves * bands_per_octave) + 1)
+                                   / bands_per_octave)
+    bins = np.unique(np.round(centres_hz * n_fft / sample_rate).astype(int))
+    bins = bins[(bins > 0) & (bins <= n_fft // 2)]
+    fb = np.zeros((len(bins) - 2, n_fft // 2 + 1))
+    for row, (lo, mid, hi) in enumerate(zip(bins[:-2], bins[1:-1], bins[2:])):
+        fb[row, lo:mid + 1] = np.linspace(0.0, 1.0, mid - lo + 1)
+        fb[row, mid:hi + 1] = np.linspace(1.0, 0.0, hi - mid + 1)
+        if hi - lo < 2:  # adjacent bins: a one-bin band
+            fb[row, mid] = 1.0
+    fb /= fb.sum(axis=1, keepdims=True)
+    return np.ascontiguousarray(fb)
+
+
 def region_weights(filterbank: np.ndarray, sample_rate: int, n_fft: int,
                    edges_hz: tuple[float, ...]) -> np.ndarray:
     """Per-band weights ``(n_bands,)`` so that ``diff @ weights`` is the mean over frequency
@@ -63,8 +88,15 @@ class SuperFlux:
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_bands: int,
                  fmin_hz: float, fmax_hz: float, log_multiplier: float, max_filter_bands: int,
-                 diff_ratio: float, accent_edges_hz: tuple[float, ...] = (250.0, 2000.0)):
-        self.filterbank = log_filterbank(sample_rate, n_fft, n_bands, fmin_hz, fmax_hz)
+                 diff_ratio: float, accent_edges_hz: tuple[float, ...] = (250.0, 2000.0),
+                 bands_per_octave: int | None = None):
+        """``bands_per_octave`` given: SuperFlux's octave-spaced filterbank (``n_bands`` is
+        then unused); otherwise ``n_bands`` mel bands."""
+        if bands_per_octave:
+            self.filterbank = octave_filterbank(sample_rate, n_fft, bands_per_octave, fmin_hz,
+                                                fmax_hz)
+        else:
+            self.filterbank = log_filterbank(sample_rate, n_fft, n_bands, fmin_hz, fmax_hz)
         n = self.filterbank.shape[0]
         self._accent_weights = region_weights(self.filterbank, sample_rate, n_fft,
                                               accent_edges_hz)
@@ -102,8 +134,13 @@ class OnlinePeakPicker:
     ``process(value)`` returns True when the *previous* value was an onset.
     """
 
-    def __init__(self, delta: float, mean_frames: int, max_frames: int, min_interval_frames: int):
+    def __init__(self, delta: float, mean_frames: int, max_frames: int, min_interval_frames: int,
+                 mean_weight: float = 1.0):
+        """The threshold is ``mean_weight * moving mean + delta``: a weight above 1 makes it
+        scale with the material (dense, loud flux needs a clearer peak), delta keeps small
+        wiggles out in quiet passages."""
         self.delta = delta
+        self.mean_weight = mean_weight
         self._mean_frames = max(1, mean_frames)
         self._max_frames = max(1, max_frames)
         self._min_interval = max(1, min_interval_frames)
@@ -132,7 +169,7 @@ class OnlinePeakPicker:
             return False
         # moving mean of the mean_frames values ending at the candidate
         mean = hist[end - 1 - self._mean_frames:end - 1].sum() / self._mean_frames
-        if candidate < mean + self.delta:
+        if candidate < self.mean_weight * mean + self.delta:
             return False
         if self._since_onset - 1 < self._min_interval:
             return False

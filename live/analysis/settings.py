@@ -7,7 +7,27 @@ the same preset behaves the same at 44.1, 48 or 96 kHz.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Each onset detector's values for the onset_* knobs a preset leaves unset (bands_per_octave 0:
+# the onset_bands mel bands). "classic" is the analyzer's path before issue 15; "superflux" is
+# the same SuperFlux signal path tuned on the training split of the onset corpus
+# (tools/make_onset_corpus.py, tools/tune_onsets.py: coordinate descent on the mean F over the
+# four target groups) and checked on its validation split. There the 24-per-octave filterbank
+# and the 3-band maximum filter scored below 80 mel bands without it, a stronger log
+# compression (lambda 1e3) and comparing with the frame one whole window back (diff_ratio 0:
+# 4 hops) gained most; lambda 1e4 scored as well on validation but made noisy speech-like
+# bursts (tests/test_analyzer.py) flicker, so 1e3 it is.
+ONSET_DETECTOR_DEFAULTS = {
+    "classic": {"bands_per_octave": 0, "log_multiplier": 100.0, "max_filter_bands": 3,
+                "diff_ratio": 0.5, "delta": 0.05, "mean_weight": 1.0, "mean_ms": 100.0,
+                "max_ms": 30.0, "min_interval_ms": 50.0},
+    "superflux": {"bands_per_octave": 0, "log_multiplier": 1000.0, "max_filter_bands": 1,
+                  "diff_ratio": 0.0, "delta": 0.08, "mean_weight": 1.25, "mean_ms": 100.0,
+                  "max_ms": 50.0, "min_interval_ms": 50.0},
+}
 
 
 class AnalyzerSettings(BaseModel):
@@ -51,23 +71,36 @@ class AnalyzerSettings(BaseModel):
                               "normalisation, so treble is as playable as bass")
 
     # -- onsets (SuperFlux: Böck & Widmer, DAFx 2013) -----------------------------------------
+    onset_detector: Literal["superflux", "classic"] = Field(
+        "superflux", description="superflux: octave-spaced filterbank and thresholds tuned on "
+        "the onset corpus (tools/make_onset_corpus.py); classic: the 80-mel-band path of "
+        "phosphene before it. The onset_* knobs left unset take the chosen detector's values "
+        "(ONSET_DETECTOR_DEFAULTS)")
     onset_bands: int = Field(80, ge=8, le=256, description="mel (log-frequency) filterbank "
-                             "bands the flux is computed on")
+                             "bands the flux is computed on, when onset_bands_per_octave is 0")
+    onset_bands_per_octave: int | None = Field(None, ge=0, le=48, description="bands per "
+                                               "octave of SuperFlux's octave-spaced "
+                                               "filterbank; 0: onset_bands mel bands instead")
     onset_fmin_hz: float = Field(30.0, ge=0.0)
     onset_fmax_hz: float = Field(16000.0, gt=0.0, description="capped at Nyquist")
-    onset_log_multiplier: float = Field(100.0, gt=0.0, description="lambda in log10(1 + "
-                                        "lambda * |X|): how strongly quiet partials count")
-    onset_max_filter_bands: int = Field(3, ge=1, le=15, description="width of the maximum "
-                                        "filter over frequency that suppresses vibrato")
-    onset_diff_ratio: float = Field(0.5, gt=0.0, le=1.0, description="compare with the frame "
-                                    "whose window overlaps this one by at most this ratio")
-    onset_delta: float = Field(0.05, ge=0.0, description="threshold above the moving mean, in "
-                               "units of the (gain-normalised) flux")
-    onset_mean_ms: float = Field(100.0, gt=0.0, description="span of the moving mean")
-    onset_max_ms: float = Field(30.0, ge=0.0, description="a peak must be the maximum of "
-                                "this much past")
-    onset_min_interval_ms: float = Field(50.0, ge=0.0, description="minimum time between "
-                                         "two onsets")
+    onset_log_multiplier: float | None = Field(None, gt=0.0, description="lambda in log(1 + "
+                                               "lambda * |X|): how strongly quiet partials "
+                                               "count")
+    onset_max_filter_bands: int | None = Field(None, ge=1, le=15, description="width of the "
+                                               "maximum filter over frequency that suppresses "
+                                               "vibrato")
+    onset_diff_ratio: float | None = Field(None, ge=0.0, le=1.0, description="compare with the "
+                                           "frame whose window overlaps this one by at most "
+                                           "this ratio")
+    onset_delta: float | None = Field(None, ge=0.0, description="threshold above the moving "
+                                      "mean, in units of the (gain-normalised) flux")
+    onset_mean_weight: float | None = Field(None, ge=0.0, le=10.0, description="the threshold "
+                                            "is onset_mean_weight * moving mean + onset_delta")
+    onset_mean_ms: float | None = Field(None, gt=0.0, description="span of the moving mean")
+    onset_max_ms: float | None = Field(None, ge=0.0, description="a peak must be the maximum "
+                                       "of this much past")
+    onset_min_interval_ms: float | None = Field(None, ge=0.0, description="minimum time "
+                                                "between two onsets (the combination window)")
     onset_norm_release_s: float = Field(10.0, gt=0.0, description="release of the running peak "
                                         "that scales onset_strength to 0..1")
 
@@ -114,6 +147,15 @@ class AnalyzerSettings(BaseModel):
     drop_db: float = Field(4.0, gt=0.0, description="a drop: the last half second this far "
                            "above the two seconds before (its bass region 1.5 times as "
                            "far), during or right after a build")
+
+    def onset_params(self) -> dict:
+        """The onset knobs in effect: each one set here, else the detector's default."""
+        params = dict(ONSET_DETECTOR_DEFAULTS[self.onset_detector])
+        for name in params:
+            value = getattr(self, f"onset_{name}")
+            if value is not None:
+                params[name] = value
+        return params
 
     @model_validator(mode="after")
     def _check_ranges(self):

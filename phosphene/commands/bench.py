@@ -1,4 +1,4 @@
-"""``phosphene bench analyzer|latency|render-offline|render|generator|soak|realtime|motion``:
+"""``phosphene bench analyzer|onsets|latency|render-offline|render|generator|soak|realtime|motion``:
 this machine.
 
 Every benchmark prints its figures; none is a test (docs/benchmarks.md keeps the results).
@@ -31,6 +31,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=positive_float, default=20.0,
                    help="audio length to time (20)")
     p.set_defaults(func=run_analyzer)
+
+    p = sub.add_parser(
+        "onsets", help="onset F-measure on an annotated corpus, beside librosa and aubio",
+        description="Run the streaming analyzer (causal, as phosphene analyze and live) on "
+        "every file of an onset corpus made by tools/make_onset_corpus.py, once per onset "
+        "detector, beside librosa's offline onset_detect and aubio's aubioonset; print "
+        "mir_eval F-measure, precision and recall at +-50 ms and +-25 ms per target group, "
+        "family and degradation as Markdown tables.")
+    p.add_argument("--corpus", type=Path, default=Path("~/.cache/phosphene/onset-corpus"),
+                   help="the corpus directory, holding index.json "
+                   "(~/.cache/phosphene/onset-corpus)")
+    p.add_argument("--split", default="test", choices=("train", "validation", "test", "all"),
+                   help="which split to score (test)")
+    p.add_argument("--detectors", nargs="+", default=None, metavar="NAME",
+                   help="phosphene:<onset_detector>, librosa, aubio (default: every phosphene "
+                   "detector, librosa, and aubio when aubioonset is installed)")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT.json",
+                   help="also write every file's scores as JSON")
+    p.set_defaults(func=run_onsets)
 
     p = sub.add_parser(
         "latency", help="onset-to-frame latency of the live engine (effects and GAN path)",
@@ -195,6 +214,26 @@ def run_analyzer(args: argparse.Namespace) -> int:
 
     rows = run_bench(sample_rate=args.rate, seconds=args.seconds)
     print(format_table(rows, args.rate, args.seconds))
+    return 0
+
+
+def run_onsets(args: argparse.Namespace) -> int:
+    import sys
+
+    # start-up time: the bench loads the analyzer (numpy, scipy) and mir_eval
+    from phosphene.live.analysis.onset_bench import (costs_of, default_detector_names,
+                                                     format_cost, format_report, load_corpus,
+                                                     run_onset_bench)
+
+    corpus = load_corpus(args.corpus.expanduser(), args.split)
+    names = args.detectors or default_detector_names()
+    rows = run_onset_bench(corpus, names,
+                           progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(format_report(rows, corpus, names))
+    if any(n.startswith("phosphene:") for n in names):
+        print("\n" + format_cost(costs_of(names)))
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=1))
     return 0
 
 
