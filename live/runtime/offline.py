@@ -27,7 +27,7 @@ import signal
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -293,9 +293,11 @@ def check_writable(path: str | Path, directory: bool = False) -> None:
                                  "sticky folder")
 
 
-def render_video(job: OfflineRender, output: Path | None, frames_dir: Path | None) -> RenderResult:
+def render_video(job: OfflineRender, output: Path | None, frames_dir: Path | None, *,
+                 frames: Iterable[np.ndarray] | None = None, desc: str = "render") -> RenderResult:
     """Write the MP4 (and/or the PNG sequence). Ctrl-C stops cleanly: the frames done so far
-    become a playable, shorter file with the audio cut to match."""
+    become a playable, shorter file with the audio cut to match. ``frames``: the pixels to
+    write instead of ``job.frames()`` (a render on a cluster hands in its workers' chunks)."""
     for path, is_dir in ((output, False), (frames_dir, True)):
         if path is not None:
             check_writable(path, directory=is_dir)
@@ -310,9 +312,9 @@ def render_video(job: OfflineRender, output: Path | None, frames_dir: Path | Non
         frames_dir.mkdir(parents=True, exist_ok=True)
     done = 0
     interrupted = False
-    bar = _progress(job.n_frames, job.settings.progress, "render")
+    bar = _progress(job.n_frames, job.settings.progress, desc)
     try:
-        for pixels in job.frames():
+        for pixels in (job.frames() if frames is None else frames):
             if writer is not None:
                 writer.write(pixels)
             if frames_dir is not None:

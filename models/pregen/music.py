@@ -64,23 +64,30 @@ def generate_into_bank(request: MusicRequest, bank, name: str, tags: list[str],
     if taken and not overwrite:
         raise PhospheneError(f"the bank already has {', '.join(taken)} (choose another --name, "
                              "or pass --overwrite)")
-    if request.backend == "musicgen":
-        audio, rate, provenance = generate_musicgen(request)
-    elif request.backend == "jukebox":
-        work_dir = request.work_dir or (bank.path / ".work" / name)
-        try:
-            audio, rate, provenance = generate_jukebox(request, work_dir)
-        except js.SamplingStopped as stop:
-            log.warning("%s; tokens are in %s", stop, work_dir)
-            return None
-    else:
-        raise PhospheneError(f"unknown backend {request.backend!r}")
+    work_dir = request.work_dir or (bank.path / ".work" / name)
+    try:
+        audio, rate, provenance = generate_audio(request, work_dir)
+    except js.SamplingStopped as stop:
+        log.warning("%s; tokens are in %s", stop, work_dir)
+        return None
     entries = []
     for i, clip_name in enumerate(names):
         source = dict(provenance, sample_index=i)
         entries.append(bank.add(clip_name, audio[i], rate, source=source, tags=tags,
                                 overwrite=overwrite))
     return entries
+
+
+def generate_audio(request: MusicRequest, work_dir: Path,
+                   models: dict | None = None) -> tuple[np.ndarray, int, dict]:
+    """(audio (samples, frames), rate, provenance) for ``request``; Jukebox checkpoints its
+    tokens in ``work_dir``. ``models``: a cache of loaded models kept by the caller (a batch
+    worker loads each model once). Raises ``js.SamplingStopped`` at ``max_windows``."""
+    if request.backend == "musicgen":
+        return generate_musicgen(request)
+    if request.backend == "jukebox":
+        return generate_jukebox(request, work_dir, models=models)
+    raise PhospheneError(f"unknown backend {request.backend!r}")
 
 
 # -- Jukebox --------------------------------------------------------------------------------
@@ -141,9 +148,16 @@ def _fingerprint(request: MusicRequest, total_length: int, levels: list[int],
     }
 
 
-def generate_jukebox(request: MusicRequest, work_dir: Path) -> tuple[np.ndarray, int, dict]:
+def generate_jukebox(request: MusicRequest, work_dir: Path,
+                     models: dict | None = None) -> tuple[np.ndarray, int, dict]:
     device = str(pick_device(request.device, allow_mps=False))
-    model, tokenizer = load_jukebox(request.model, device)
+    key = ("jukebox", str(request.model), device)
+    if models is not None and key in models:
+        model, tokenizer = models[key]
+    else:
+        model, tokenizer = load_jukebox(request.model, device)
+        if models is not None:
+            models[key] = (model, tokenizer)
     rate = int(model.config.sampling_rate)
     artist = validate_choice("artist", request.artist, tokenizer.artists_encoder,
                              lambda v: _vocabulary_key(tokenizer, v))

@@ -109,8 +109,33 @@ def localised_config(model_dir: Path, out_dir: Path) -> tuple[Path, Path]:
     return checkpoint, out
 
 
-def synthesize(request: VoiceRequest, progress: bool = True) -> tuple[np.ndarray, int, dict]:
-    """Speak ``request.text`` in the reference voice. Returns (mono float32, sr, provenance)."""
+@dataclass
+class LoadedVoiceModel:
+    """A coqui-tts synthesizer and what reading the references needs, loaded once."""
+
+    synth: object
+    encoder_rate: int
+    files: tempfile.TemporaryDirectory   # the localised config it was loaded from
+
+
+def load_voice_model(model_dir: Path, device: str) -> LoadedVoiceModel:
+    from TTS.utils import synthesizer as coqui_synth  # heavy: coqui-tts, torch
+
+    files = tempfile.TemporaryDirectory(prefix="phosphene-voice-model-")
+    checkpoint, config_path = localised_config(model_dir, Path(files.name))
+    encoder_config = json.loads(
+        Path(json.loads(config_path.read_text())["model_args"]
+             ["speaker_encoder_config_path"]).read_text())
+    log.info("loading YourTTS from %s on %s", model_dir, device)
+    synth = coqui_synth.Synthesizer(tts_checkpoint=checkpoint, tts_config_path=config_path,
+                                    use_cuda=device == "cuda")
+    return LoadedVoiceModel(synth, int(encoder_config["audio"]["sample_rate"]), files)
+
+
+def synthesize(request: VoiceRequest, progress: bool = True,
+               models: dict | None = None) -> tuple[np.ndarray, int, dict]:
+    """Speak ``request.text`` in the reference voice. Returns (mono float32, sr, provenance).
+    ``models``: a cache of loaded models kept by the caller (a batch worker loads each once)."""
     import soundfile
     import torch
     from tqdm import tqdm
@@ -126,13 +151,15 @@ def synthesize(request: VoiceRequest, progress: bool = True) -> tuple[np.ndarray
         raise PhospheneError("give at least one --speaker-wav recording of the voice to clone")
     model_dir = resolve_model_dir(request.model)
     device = str(pick_device(request.device, allow_mps=False))
+    key = ("yourtts", str(model_dir), device)
+    loaded = models.get(key) if models is not None else None
+    if loaded is None:
+        loaded = load_voice_model(model_dir, device)
+        if models is not None:
+            models[key] = loaded
+    synth, encoder_rate = loaded.synth, loaded.encoder_rate
     with tempfile.TemporaryDirectory(prefix="phosphene-voice-") as tmp:
         tmp = Path(tmp)
-        checkpoint, config_path = localised_config(model_dir, tmp)
-        encoder_config = json.loads(
-            Path(json.loads(config_path.read_text())["model_args"]
-                 ["speaker_encoder_config_path"]).read_text())
-        encoder_rate = int(encoder_config["audio"]["sample_rate"])
         references = [load_reference(p, encoder_rate) for p in request.speaker_wavs]
         reference_files = []
         for i, ref in enumerate(references):
@@ -140,9 +167,6 @@ def synthesize(request: VoiceRequest, progress: bool = True) -> tuple[np.ndarray
             reference_files.append(str(tmp / f"reference{i}.wav"))
             soundfile.write(reference_files[-1], ref.samples, encoder_rate, subtype="FLOAT")
 
-        log.info("loading YourTTS from %s on %s", model_dir, device)
-        synth = coqui_synth.Synthesizer(tts_checkpoint=checkpoint, tts_config_path=config_path,
-                                        use_cuda=device == "cuda")
         languages = list(synth.tts_model.language_manager.language_names)
         if request.language not in languages:
             raise PhospheneError(f"the model in {model_dir} does not speak {request.language!r} "

@@ -93,6 +93,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common_generation_args(music)
     music.set_defaults(func=run_music)
 
+    batch = sub.add_parser("batch", help="a file of music and voice jobs, here or on a Ray "
+                           "cluster",
+                           description="Run every job of a YAML job file (music and voice; a "
+                           "list of seeds makes one clip per seed) and add each clip to the "
+                           "bank as it is done. With --cluster the jobs run on Ray workers that "
+                           "load each model once; a lost worker's job runs again (Jukebox from "
+                           "its last checkpointed window). Run again after an interruption: "
+                           "clips already made are skipped.",
+                           epilog="job file:\n"
+                           "  defaults: {music: {model: models/jukebox-1b, seconds: 30}}\n"
+                           "  jobs:\n"
+                           "    - {kind: music, name: rock, artist: The Beatles, genre: Rock,\n"
+                           "       lyrics_file: rock.txt, seed: [1, 2, 3]}\n"
+                           "    - {kind: voice, name: hello, text: Bonjour., language: fr-fr,\n"
+                           "       speaker_wav: me.wav, model: models/your_tts}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    batch.add_argument("jobs", type=Path, metavar="JOBS.yaml")
+    add_bank_option(batch)
+    add_device_option(batch, choices=PREGEN_DEVICES, help=None)
+    _add_cluster_option(batch)
+    batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    batch.set_defaults(func=run_batch)
+
+
+def _add_cluster_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cluster", metavar="ADDR",
+                        help="run on Ray: local[:N] (a Ray runtime here with N workers), auto "
+                        "(the cluster this machine joined) or ray://HOST:PORT; GPU workers "
+                        "when the cluster has GPUs (needs phosphene[cluster])")
+
 
 def _add_common_generation_args(parser: argparse.ArgumentParser) -> None:
     add_bank_option(parser)
@@ -101,6 +131,7 @@ def _add_common_generation_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a clip of the same name")
     add_device_option(parser, choices=PREGEN_DEVICES, help=None)
+    _add_cluster_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -116,6 +147,11 @@ def run_voice(args: argparse.Namespace) -> int:
     from phosphene.models.pregen.voice import VoiceRequest, synthesize
 
     text = args.text if args.text_file is None else _read_text(args.text_file, "--text-file")
+    if args.cluster:
+        return _one_job_on_cluster(args, {
+            "kind": "voice", "name": args.name, "text": text, "language": args.language,
+            "speaker_wav": [str(p.resolve()) for p in args.speaker_wav], "model": args.model,
+            "seed": args.seed, "gap": args.gap, "tags": args.tags or []})
     bank = open_bank(args, create=True)
     if args.name in bank and not args.overwrite:
         raise PhospheneError(f"a clip named {args.name!r} is already in the bank "
@@ -137,6 +173,17 @@ def run_music(args: argparse.Namespace) -> int:
     lyrics = args.lyrics or ""
     if args.lyrics_file is not None:
         lyrics = _read_text(args.lyrics_file, "--lyrics-file")
+    if args.cluster:
+        if args.prime or args.samples != 1 or args.max_windows or args.work_dir:
+            raise PhospheneError("--cluster runs one sample from scratch or from its checkpoint "
+                                 "in the bank: --prime, --samples, --max-windows and --work-dir "
+                                 "are for local runs")
+        return _one_job_on_cluster(args, {
+            "kind": "music", "name": args.name, "model": args.model, "seconds": args.seconds,
+            "backend": args.backend, "artist": args.artist, "genre": args.genre,
+            "lyrics": lyrics, "prompt": args.prompt, "levels": args.levels, "seed": args.seed,
+            "temperature": args.temperature, "guidance": args.guidance,
+            "tags": args.tags or []})
     bank = open_bank(args, create=True)
     request = MusicRequest(
         backend=args.backend, model=args.model, seconds=args.seconds, artist=args.artist,
@@ -153,4 +200,47 @@ def run_music(args: argparse.Namespace) -> int:
         return 3
     for entry in entries:
         print(f"{entry.name}: {entry.duration_s:.2f} s -> {bank.path / entry.file}")
+    return 0
+
+
+def _one_job_on_cluster(args: argparse.Namespace, job: dict) -> int:
+    """``pregen music|voice --cluster``: the command as a batch of one job."""
+    # start-up time: pydantic and the bank (Ray once the batch runs)
+    from phosphene.models.pregen.batch import load_job_data
+
+    if args.overwrite:
+        raise PhospheneError("--overwrite is for local runs (a cluster job never replaces a "
+                             "clip): remove the clip first with `phosphene bank remove`")
+    return _run_tasks(args, load_job_data({"jobs": [job]}, Path.cwd(), "--cluster job"))
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    # start-up time: pydantic and the bank (torch, Ray once the batch runs)
+    from phosphene.models.pregen.batch import load_jobs
+
+    return _run_tasks(args, load_jobs(args.jobs))
+
+
+def _run_tasks(args: argparse.Namespace, tasks: list) -> int:
+    from phosphene.models.pregen.batch import run_batch as run  # start-up time, as above
+
+    if args.cluster:
+        # before the bank is touched: a bad address or a missing Ray costs nothing
+        from phosphene.cluster import preflight
+
+        preflight(args.cluster)
+    bank = open_bank(args, create=True)
+    report = run(tasks, bank, device=args.device, cluster=args.cluster,
+                 progress=not args.no_progress)
+    for name in report.skipped:
+        print(f"{name}: already in the bank (made by this job)", file=sys.stderr)
+    for name in report.done:
+        entry = bank.get(name)
+        print(f"{entry.name}: {entry.duration_s:.2f} s -> {bank.path / entry.file}")
+    for name, why in report.failed.items():
+        print(f"{name}: failed: {why}", file=sys.stderr)
+    if report.failed:
+        print(f"{len(report.failed)} of {len(tasks)} jobs failed; run the batch again to "
+              "retry them (finished clips are kept)", file=sys.stderr)
+        return 1
     return 0

@@ -6,6 +6,7 @@ Heavy imports happen inside the handler.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -56,6 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="write only the frame at T seconds, as the PNG named by -o")
     p.add_argument("--replay", metavar="DIR",
                    help="re-render a set recorded with `phosphene live --record DIR`")
+    p.add_argument("--cluster", metavar="ADDR",
+                   help="render chunks of frames on Ray workers: local[:N] (a Ray runtime "
+                   "here with N workers), auto (the cluster this machine joined) or "
+                   "ray://HOST:PORT; the frames are the same as a local render's "
+                   "(needs phosphene[cluster])")
+    p.add_argument("--chunk-seconds", type=float, default=2.0, metavar="S",
+                   help="--cluster: video seconds per chunk of work (default 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -76,10 +84,17 @@ def _check_outputs(args: argparse.Namespace) -> None:
             raise UsageError("--still T writes a PNG: give -o frame.png")
     elif args.output is not None and Path(args.output).suffix.lower() != ".mp4":
         raise UsageError(f"-o {args.output}: the video is an MP4, name it OUT.mp4")
+    if args.cluster and args.still is not None:
+        raise UsageError("--still renders one frame here; --cluster is for videos")
 
 
 def run(args: argparse.Namespace) -> int:
     _check_outputs(args)
+    if args.cluster:
+        # before anything is loaded: a bad address or a missing Ray costs nothing
+        from phosphene.cluster import preflight
+
+        preflight(args.cluster)
     # start-up time: the offline renderer loads torch
     from phosphene.live.runtime.offline import (OfflineRender, RenderSettings, check_writable,
                                                 render_still, render_video)
@@ -99,18 +114,30 @@ def run(args: argparse.Namespace) -> int:
                               duration_s=args.duration, batch=args.batch, device=args.device,
                               preview=args.preview, fit=args.fit, crf=args.crf,
                               progress=not args.no_progress)
-    job = OfflineRender(audio, scene, settings)
+    # on a cluster the workers make the frames: the driver's copy (timing, size, audio, and
+    # the show for a chain drawn here) needs no GPU
+    job = OfflineRender(audio, scene, settings if not args.cluster
+                        else dataclasses.replace(settings, device="cpu"))
     w, h = job.size
     if args.still is not None:
         render_still(job, args.still, Path(args.output))
         print(f"wrote {args.output} ({w}x{h}, t={args.still:g} s)")
         return 0
     print(f"rendering {audio} -> {args.output or args.frames}: {job.n_frames} frames at "
-          f"{w}x{h}, {float(job.fps):g} fps, model {scene.model_source} on {job.device}, "
+          f"{w}x{h}, {float(job.fps):g} fps, model {scene.model_source} on "
+          f"{f'cluster {args.cluster}' if args.cluster else job.device}, "
           f"preset {scene.preset.name}" + (f", {len(scene.events)} recorded events"
                                            if args.replay else ""), file=sys.stderr)
-    result = render_video(job, Path(args.output) if args.output else None,
-                          Path(args.frames) if args.frames else None)
+    output = Path(args.output) if args.output else None
+    frames_dir = Path(args.frames) if args.frames else None
+    if args.cluster:
+        from phosphene.live.runtime.cluster_render import render_on_cluster  # Ray: optional
+
+        result = render_on_cluster(job, audio, output, frames_dir, args.cluster,
+                                   device=args.device,
+                                   chunk_frames=max(1, round(args.chunk_seconds * float(job.fps))))
+    else:
+        result = render_video(job, output, frames_dir)
     where = ", ".join(str(x) for x in (args.output, args.frames) if x)
     if result.interrupted:
         print(f"interrupted: kept {result.frames} frames ({result.duration_s:.2f} s) in {where}",
