@@ -78,7 +78,9 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
         with torch.inference_mode():
             reference = live._eager(ws).clone()
             for _ in range(3):  # CUDA graphs record on the 2nd/3rd call
-                out = compiled(ws)
+                # called as __call__ calls it (noise_mode given): another argument is
+                # another dynamo guard, and the first live frame would compile again
+                out = compiled(ws, live.noise_mode)
             diff = (out.float() - reference.float()).abs().max().item()
     except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eager
         live.reason = f"torch.compile unavailable ({type(exc).__name__}: {str(exc)[:200]})"

@@ -1,5 +1,5 @@
-"""``phosphene bench analyzer|onsets|latency|render-offline|render|generator|soak|realtime|motion``:
-this machine.
+"""``phosphene bench analyzer|onsets|latency|render-offline|render|generator|gpu|soak|realtime|
+motion``: this machine.
 
 Every benchmark prints its figures; none is a test (docs/benchmarks.md keeps the results).
 Heavy imports happen inside the handlers.
@@ -123,6 +123,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true",
                    help="also time compile_for_live (torch.compile / CUDA graphs) at batch 1")
     p.set_defaults(func=run_generator)
+
+    p = sub.add_parser(
+        "gpu", help="every GPU figure and check in one run: correctness, synthesis, live, offline",
+        description="On the CUDA device: check CUDA vs CPU, fp16 vs fp32, graph/compiled vs "
+        "eager and the frame upload path; time config-f 256/512/1024 and builtin:abstract "
+        "(batch 1 and 8, eager/graph/compiled, fp32/fp16) against plain eager fp32; measure "
+        "onset-to-frame latency through the headless engine, the effect chain at 1024x1024 and "
+        "an offline 1024x1024 render. Each section is guarded and capped so the whole fits "
+        "--budget-s; prints a Markdown table; exits 1 if a check fails.")
+    p.add_argument("-o", "--output", type=Path, default=None, metavar="OUT.json",
+                   help="write the figures as JSON (rewritten after every section)")
+    p.add_argument("--device", default="cuda", help="torch device (cuda, cuda:N; cpu only "
+                   "with --quick)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes: a check of the harness itself (runs on the CPU)")
+    p.add_argument("--budget-s", type=positive_float, default=480.0,
+                   help="seconds the whole run may take (480)")
+    p.set_defaults(func=run_gpu)
 
     p = sub.add_parser(
         "motion", help="how much the picture travels through a song (liveliness figures)",
@@ -380,6 +398,28 @@ def run_generator(args: argparse.Namespace) -> int:
                         precisions=args.precision, batches=args.batch, frames=args.frames,
                         include_compiled=args.compile, threads=args.threads)
     return 0
+
+
+# -- gpu ------------------------------------------------------------------------------------------
+
+def run_gpu(args: argparse.Namespace) -> int:
+    import sys
+
+    # only this handler raises it (kept out of the shared import block above)
+    from phosphene.commands._args import UsageError
+
+    if args.device.split(":")[0] != "cuda" and not (args.device == "cpu" and args.quick):
+        raise UsageError(f"bench gpu --device {args.device}: only cuda[:N], or cpu with --quick "
+                         "(the harness check with tiny sizes)")
+    # start-up time: the bench loads torch, the engine and the renderer
+    from phosphene.live.runtime.bench_gpu import check_device, format_markdown, run_gpu_bench
+
+    check_device(args.device, args.quick)      # no CUDA: one line, exit 1, before any work
+    result = run_gpu_bench(args.device, quick=args.quick, budget_s=args.budget_s,
+                           output=args.output,
+                           progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(format_markdown(result))
+    return 0 if result["all_checks_pass"] else 1
 
 
 # -- real time ------------------------------------------------------------------------------------
