@@ -19,10 +19,12 @@ CLICKS = [0.4 + 0.45 * k for k in range(6)]          # seconds into the WAV
 
 
 def rising_flash_edges(frames):
-    """Indices of frames where the flash mapped to onsets switched on (the frame before had
-    none of it)."""
+    """Indices of frames where the flash mapped to onsets switched on: it jumped up from the
+    frame before. A loaded machine's sound server delivers audio in bursts, so the first frame
+    that shows an onset may show its flash already part way through its 150 ms release: a
+    jump of 0.2 (of the 0.6 a click gives) counts, wherever it started."""
     amount = [f.state.effect_params.get("flash.amount", 0.0) for f in frames]
-    return [i for i in range(1, len(frames)) if amount[i] > 0.3 and amount[i - 1] < 0.1]
+    return [i for i in range(1, len(frames)) if amount[i] - amount[i - 1] > 0.2]
 
 
 def test_microphone_clicks_flash_the_picture_and_osc_steers_the_show(pulse, tmp_path):
