@@ -66,6 +66,23 @@ def tiny_generator(seed: int = 0) -> Generator:
     return G
 
 
+def random_generator(config: GeneratorConfig, seed: int, *, noise_strength: float = 0.0,
+                     bias_scale: float = 0.0) -> Generator:
+    """A StyleGAN2 with random weights (the global RNG untouched), its noise strengths set to
+    ``noise_strength`` (so noise seeds matter) and its biases jittered by ``bias_scale``
+    (so they are not all zero)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G = Generator(config).eval().requires_grad_(False)
+        with torch.no_grad():
+            for name, p in G.named_parameters():
+                if name.endswith("bias") and bias_scale:
+                    p.add_(torch.randn_like(p) * bias_scale)
+                elif name.endswith("noise_strength") and noise_strength:
+                    p.fill_(noise_strength)
+    return G
+
+
 def write_presets(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "stage.yaml").write_text(STAGE_PRESET)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from live_engine_helpers import tiny_generator
+from live_engine_helpers import random_generator, tiny_generator
 from offline_material import write_clicks
 from phosphene.errors import PhospheneError
 from phosphene.live.analysis.features import FeatureFrame
@@ -51,16 +51,9 @@ parameters:
 
 def other_generator() -> Generator:
     """Another architecture: 64 px, w_dim 24, z_dim 12, noise on (so the noise seeds matter)."""
-    config = GeneratorConfig(z_dim=12, w_dim=24, img_resolution=64, channel_base=128,
-                             channel_max=32, mapping_layers=2)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(5)
-        G = Generator(config).eval().requires_grad_(False)
-        with torch.no_grad():
-            for name, p in G.named_parameters():
-                if name.endswith("noise_strength"):
-                    p.fill_(0.3)
-    return G
+    return random_generator(GeneratorConfig(z_dim=12, w_dim=24, img_resolution=64,
+                                            channel_base=128, channel_max=32, mapping_layers=2),
+                            5, noise_strength=0.3)
 
 
 @pytest.fixture(scope="module")

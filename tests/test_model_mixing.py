@@ -21,6 +21,7 @@ from phosphene.live.show.mixing import Mix, block_resolutions
 from phosphene.live.show.presets import parse_preset
 from phosphene.live.show.show import GeneratorFacts, Show
 from phosphene.models.loading import save_generator
+from live_engine_helpers import random_generator
 from phosphene.models.stylegan2 import Generator, GeneratorConfig
 from phosphene.models.stylegan2.mixing import ModelMixer
 
@@ -30,16 +31,8 @@ CONFIG = dict(z_dim=16, w_dim=16, img_resolution=64, channel_base=256, channel_m
 
 
 def tiny(seed: int, **changes) -> Generator:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        G = Generator(GeneratorConfig(**{**CONFIG, **changes})).eval().requires_grad_(False)
-        with torch.no_grad():
-            for name, p in G.named_parameters():
-                if name.endswith("noise_strength"):
-                    p.fill_(0.3)
-                elif name.endswith("bias"):
-                    p.add_(torch.randn_like(p) * 0.2)
-    return G
+    return random_generator(GeneratorConfig(**{**CONFIG, **changes}), seed,
+                            noise_strength=0.3, bias_scale=0.2)
 
 
 @pytest.fixture(scope="module")

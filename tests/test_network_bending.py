@@ -18,7 +18,8 @@ from phosphene.live.show.bending import BEND_OPS, Bend
 from phosphene.live.show.director import LatentRequest
 from phosphene.live.show.presets import parse_preset
 from phosphene.live.show.show import GeneratorFacts, Show
-from phosphene.models.stylegan2 import Generator, GeneratorConfig
+from live_engine_helpers import random_generator
+from phosphene.models.stylegan2 import GeneratorConfig
 from phosphene.models.stylegan2.bending import OPS, FeatureBend, resolve_channels
 
 SR = 48000
@@ -207,16 +208,9 @@ def test_a_bent_preset_round_trips_through_its_yaml():
 # -- frames --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def G():
-    config = GeneratorConfig(z_dim=16, w_dim=16, img_resolution=32, channel_base=256,
-                             channel_max=32, mapping_layers=2)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(3)
-        G = Generator(config).eval().requires_grad_(False)
-        with torch.no_grad():
-            for name, p in G.named_parameters():
-                if name.endswith("noise_strength"):
-                    p.fill_(0.3)
-    return G
+    return random_generator(GeneratorConfig(z_dim=16, w_dim=16, img_resolution=32,
+                                            channel_base=256, channel_max=32, mapping_layers=2),
+                            3, noise_strength=0.3)
 
 
 def show_for(G, p):

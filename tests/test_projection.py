@@ -30,6 +30,7 @@ from phosphene.models.latent.perceptual import CONV_INDICES, TAPS, load_perceptu
 from phosphene.models.latent.projection import (before_after, image_to_target, load_target,
                                                 project, render, w_statistics)
 from phosphene.models.loading import save_generator
+from live_engine_helpers import random_generator
 from phosphene.models.stylegan2 import Generator, GeneratorConfig
 
 SR = 48000
@@ -45,16 +46,8 @@ MAX_ERROR_FRACTION_OF_START = 0.5
 def G():
     config = GeneratorConfig(z_dim=16, w_dim=32, img_resolution=32, channel_base=256,
                              channel_max=32, mapping_layers=3)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1)
-        G = Generator(config).eval().requires_grad_(False)
-        with torch.no_grad():
-            for name, p in G.named_parameters():
-                if name.endswith("bias"):
-                    p.add_(torch.randn_like(p) * 0.3)
-                if name.endswith("noise_strength"):      # projection holds the noise at zero
-                    p.fill_(0.5)
-    return G
+    # noise on: projection must hold it at zero
+    return random_generator(config, 1, noise_strength=0.5, bias_scale=0.3)
 
 
 @pytest.fixture()

@@ -455,10 +455,12 @@ class Engine:
             arrived = self._file.due_at if self._file is not None else self._audio_in.delivered_at
             block_start = self.clock
             actions.block_start = block_start
-            session.lookahead_s = self._quantize_lookahead_s()
-            session.sound_lookahead_s = self._audio_out.latency_s() \
-                if self._audio_out is not None else 0.0
-            session.route(self._drain_events(), actions, self._event_failed)
+            events = self._drain_events()
+            if events:      # a quantized action is held with the lookaheads of now
+                session.lookahead_s = self._quantize_lookahead_s()
+                session.sound_lookahead_s = self._audio_out.latency_s() \
+                    if self._audio_out is not None else 0.0
+            session.route(events, actions, self._event_failed)
             # what the analyzer and a recording hear: finite, within full scale (a broken
             # driver or file must not reach either)
             sanitize_audio(block, out=analysis_in)

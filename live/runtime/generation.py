@@ -221,19 +221,16 @@ class FrameGenerator:
             if fades[i] > 0.0:
                 by_model.setdefault(r.layer.model, []).append(i)
         for model in list(by_model):
-            if model in self._layer_failed:
-                failed = True
-            else:
+            if model not in self._layer_failed:
                 try:
                     self.layer_generator(model)
-                    failed = False
+                    continue
                 except PhospheneError:
                     # said once (the worker's error log); then frames go on without it
                     self._layer_failed.add(model)
                     raise
-            if failed:
-                for i in by_model.pop(model):
-                    fades[i] = 0.0
+            for i in by_model.pop(model):
+                fades[i] = 0.0
         own_index = [i for i, f in enumerate(fades) if f < 1.0]
         own = self.generate([dataclasses.replace(requests[i], layer=None) for i in own_index]) \
             if own_index else None

@@ -98,7 +98,8 @@ class Quantizer(Generic[T]):
         self._beats = 0
         self._bars = 0
         self._frame: FeatureFrame | None = None
-        self._external: Grid | None = None          # beats of an external clock, if any
+        self._external_beat: float | None = None    # an external clock's beat at the frame
+        self._tempo_bpm = 0.0
 
     @property
     def waiting(self) -> int:
@@ -112,22 +113,20 @@ class Quantizer(Generic[T]):
         show's tempo (the clock's, when it has one)."""
         self._beats += bool(frame.beat)
         self._bars += bool(frame.bar)
-        self._frame = frame
-        if external_beat is not None and tempo_bpm > 0.0:
-            self._external = Grid(external_beat, frame.sample_index,
-                                  tempo_bpm / 60.0 / self.sample_rate)
-        else:
-            self._external = None
+        self._frame, self._external_beat, self._tempo_bpm = frame, external_beat, tempo_bpm
 
     def grid(self, unit: str) -> Grid | None:
         """The grid of ``unit`` (beat or bar) now; None when there is no tempo to keep."""
-        if self._external is not None:
-            g = self._external
-            if unit == "beat":
-                return g
-            return Grid(g.position / BEATS_PER_BAR, g.at, g.per_sample / BEATS_PER_BAR)
         frame = self._frame
-        if frame is None or frame.tempo_bpm <= 0.0:
+        if frame is None:
+            return None
+        if self._external_beat is not None and self._tempo_bpm > 0.0:
+            per_beat = self._tempo_bpm / 60.0 / self.sample_rate
+            if unit == "beat":
+                return Grid(self._external_beat, frame.sample_index, per_beat)
+            return Grid(self._external_beat / BEATS_PER_BAR, frame.sample_index,
+                        per_beat / BEATS_PER_BAR)
+        if frame.tempo_bpm <= 0.0:
             return None
         beats_per_sample = frame.tempo_bpm / 60.0 / self.sample_rate
         if unit == "beat":
