@@ -10,7 +10,7 @@ from phosphene.errors import PhospheneError
 from phosphene.models.builtin import build_abstract
 from phosphene.models.loading import load_generator
 from phosphene.models.stylegan2 import Generator, GeneratorConfig
-from phosphene.models.stylegan2.fast import compile_for_live
+from phosphene.models.stylegan2.fast import compile_for_live, warmup_noise
 
 
 def config_f(img_resolution: int):
@@ -96,7 +96,11 @@ def run_generator_bench(model, sizes, arch, device, precisions, batches, frames=
                     ws = G.mapping(z, c).contiguous()
                 if compiled:
                     live = compile_for_live(G, batch_size=1, force_fp32=force_fp32)
-                    fn, tag = live, ("compiled" if live.compiled else "eager-fallback")
+                    noise = warmup_noise(G, 1, device)
+
+                    def fn(ws, live=live, noise=noise):     # as the live path calls it
+                        return live(ws, noise=noise)
+                    tag = "compiled" if live.compiled else "eager-fallback"
                 else:
                     def fn(ws, G=G, force_fp32=force_fp32):
                         return G.synthesis(ws, force_fp32=force_fp32)

@@ -28,7 +28,7 @@ from phosphene.models.bench import config_f, time_synthesis
 from phosphene.models.builtin import build_abstract
 from phosphene.models.loading import load_generator
 from phosphene.models.stylegan2 import Generator, GeneratorConfig
-from phosphene.models.stylegan2.fast import compile_for_live
+from phosphene.models.stylegan2.fast import compile_for_live, warmup_noise
 
 # Tolerances, relative to the reference output's scale max(1, max|out|): an untrained net's
 # output is not confined to [-1, 1], and a fixed atol would mean different things per net.
@@ -89,26 +89,33 @@ def _sync(device: torch.device) -> None:
 
 
 class CudaGraphSynthesis:
-    """``G.synthesis`` at one batch size captured as a CUDA graph: static ws in, static image
-    out (overwritten by the next call). Eager kernels, one launch -- the cheap way to see what
-    launch overhead costs, without a compiler."""
+    """``G.synthesis`` at one batch size captured as a CUDA graph: static ws and noise maps in
+    (the live path's inputs, filled in place), static image out (overwritten by the next call).
+    Eager kernels, one launch -- the cheap way to see what launch overhead costs, without a
+    compiler."""
 
     def __init__(self, G: torch.nn.Module, ws: torch.Tensor, force_fp32: bool):
         self.static_ws = ws.clone()
+        self.static_noise = warmup_noise(G, ws.shape[0], ws.device)
         with torch.inference_mode():
             stream = torch.cuda.Stream(ws.device)
             stream.wait_stream(torch.cuda.current_stream(ws.device))
             with torch.cuda.stream(stream):           # warm-up off the default stream
                 for _ in range(3):
-                    G.synthesis(self.static_ws, noise_mode=NOISE_MODE, force_fp32=force_fp32)
+                    G.synthesis(self.static_ws, noise_mode=NOISE_MODE, force_fp32=force_fp32,
+                                noise=self.static_noise)
             torch.cuda.current_stream(ws.device).wait_stream(stream)
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
                 self.static_out = G.synthesis(self.static_ws, noise_mode=NOISE_MODE,
-                                              force_fp32=force_fp32)
+                                              force_fp32=force_fp32, noise=self.static_noise)
 
-    def __call__(self, ws: torch.Tensor) -> torch.Tensor:
+    def __call__(self, ws: torch.Tensor, noise: list[torch.Tensor] | None = None
+                 ) -> torch.Tensor:
         self.static_ws.copy_(ws)
+        if noise is not None and self.static_noise is not None:
+            for static, new in zip(self.static_noise, noise):
+                static.copy_(new)
         self.graph.replay()
         return self.static_out
 
@@ -246,16 +253,19 @@ class SynthesisBench:
                 return {"status": "skipped", "reason": why}
             fp16 = True
             with torch.inference_mode():
-                ref = G.synthesis(ws, noise_mode=NOISE_MODE, force_fp32=not fp16)
-                out = self.graph(label, 1, fp16)(ws)
+                graph = self.graph(label, 1, fp16)
+                ref = G.synthesis(ws, noise_mode=NOISE_MODE, force_fp32=not fp16,
+                                  noise=graph.static_noise)
+                out = graph(ws)
             return {**_diff(out, ref, RTOL["graph_vs_eager"]), "precision": "fp16"}
 
         def compiled_vs_eager():
             fp16 = self.is_cuda            # the live path's precision on this device
             live = self.compiled(label, 1, fp16)
+            noise = warmup_noise(G, 1, self.device)    # the live path hands noise maps in
             with torch.inference_mode():
-                ref = G.synthesis(ws, noise_mode=NOISE_MODE, force_fp32=not fp16)
-                out = live(ws)
+                ref = G.synthesis(ws, noise_mode=NOISE_MODE, force_fp32=not fp16, noise=noise)
+                out = live(ws, noise=noise)
             rtol = RTOL["compiled_vs_eager_fp16" if fp16 else "compiled_vs_eager"]
             result = {**_diff(out, ref, rtol), "precision": "fp16" if fp16 else "fp32",
                       "compiled": live.compiled, "how": live.reason,
@@ -324,7 +334,10 @@ class SynthesisBench:
                     live = self.compiled(label, batch, fp16)
                     extra = {"compiled": live.compiled, "how": live.reason,
                              "compile_s": round(live.compile_s, 1)}
-                    fn = live
+                    noise = warmup_noise(self.net(label), batch, self.device)
+
+                    def fn(ws, live=live, noise=noise):     # as the live path calls it
+                        return live(ws, noise=noise)
                 seconds = time_synthesis(fn, ws, self.device, self.frames, self.min_seconds)
                 ms = 1e3 * seconds
                 if variant == "reference":

@@ -23,3 +23,8 @@ def pulse(tmp_path, monkeypatch):
     for key in server.env:
         os.environ.pop(key, None)
     devices.rescan()
+
+
+# The live engine compiles its synthesis in the background by default (live_compile.py); the
+# suite's many short shows would spend their CPU on that. Tests of the compiled path ask for it.
+os.environ.setdefault("PHOSPHENE_COMPILE", "off")

@@ -123,4 +123,5 @@ def test_live_compile_flag_reaches_the_engine_options():
 
     parser = build_parser()
     assert options_from_args(parser.parse_args(["live", "--compile"])).compile is True
-    assert options_from_args(parser.parse_args(["live"])).compile is False
+    assert options_from_args(parser.parse_args(["live", "--no-compile"])).compile is False
+    assert options_from_args(parser.parse_args(["live"])).compile is None   # the preset's

@@ -381,8 +381,8 @@ def test_compile_for_live_agrees_with_eager():
 
 
 def test_frame_generator_with_the_compiled_synthesis_matches_eager_with_noise():
-    """The live engine's compiled path: FrameGenerator swaps each layer's noise buffer for the
-    director's maps, and the compiled synthesis must see them (both noise modes)."""
+    """The live engine's compiled path: FrameGenerator hands the director's noise maps to the
+    synthesis as inputs, and the compiled synthesis must see them (noise on and off)."""
     from phosphene.live.runtime.generation import FrameGenerator
     from phosphene.live.show.director import LatentRequest
 

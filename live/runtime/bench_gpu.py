@@ -91,34 +91,82 @@ def _machine(device) -> dict[str, Any]:
 
 # -- section 1: correctness --------------------------------------------------------------------
 
+def _late_copy(frame, side_stream: bool):
+    """(copy, ready event or None): ``frame`` rewritten behind a GPU busy-wait, on another CUDA
+    stream (handed over with its event) or on the current one (no event: the consumer must
+    wait for the current stream). A consumer that does not wait for the producer reads the
+    stale contents (-1: black) and fails the pixel comparison."""
+    current = torch.cuda.current_stream(frame.device)
+    late = torch.full_like(frame, -1.0)
+    producer = current
+    if side_stream:
+        producer = torch.cuda.Stream(frame.device)
+        producer.wait_stream(current)            # after the fill above
+        late.record_stream(producer)
+    with torch.cuda.stream(producer):
+        if hasattr(torch.cuda, "_sleep"):
+            torch.cuda._sleep(50_000_000)        # tens of ms of GPU cycles before the write
+        late.copy_(frame)
+    if not side_stream:
+        return late, None
+    ready = torch.cuda.Event()
+    ready.record(producer)
+    return late, ready
+
+
 def upload_check(frame, size: int) -> dict[str, Any]:
-    """The frame path to the screen (device conversion + pinned copy, then the GL texture it
-    fills) against a host copy converted with numpy: the same 8-bit pixels, within
-    UPLOAD_TOLERANCE_LEVELS for the conversion and exactly for the texture."""
+    """The frame path to the screen against a host copy converted with numpy: the device
+    conversion (pinned asynchronous copy on CUDA) within UPLOAD_TOLERANCE_LEVELS, and every GL
+    texture filled from it exactly: the uploader's own choice of path (CUDA-GL interop where it
+    is available), the pinned copy with interop off, and on CUDA a frame still being written on
+    another stream, handed over with its event or left on the current stream."""
     # here, not at the top: a missing GL/audio dependency fails this section only
     from phosphene.render.context import create_headless_context, describe
-    from phosphene.render.upload import FrameConverter, FrameUploader
+    from phosphene.render.upload import PATH_INTEROP, FrameConverter, FrameUploader
 
     host = FrameConverter()(frame.detach().float().cpu().numpy()).astype(np.int16)
     device_pixels = FrameConverter()(frame).copy()
     conv_diff = int(np.abs(device_pixels.astype(np.int16) - host).max())
+    on_cuda = frame.device.type == "cuda"
     ctx = create_headless_context()
     try:
-        uploader = FrameUploader(ctx)
-        uploader.push(frame)
-        h, w, c = device_pixels.shape
-        texture = np.frombuffer(uploader.newest.read(alignment=1), np.uint8).reshape(h, w, c)
-        tex_diff = int(np.abs(texture.astype(np.int16) - device_pixels.astype(np.int16)).max())
+        def texture_diff(frame_in, ready=None, interop=True) -> tuple[int, str, str | None]:
+            uploader = FrameUploader(ctx, interop=interop)
+            try:
+                uploader.push(frame_in, ready=ready)
+                h, w, c = device_pixels.shape
+                texture = np.frombuffer(uploader.newest.read(alignment=1),
+                                        np.uint8).reshape(h, w, c)
+                diff = int(np.abs(texture.astype(np.int16)
+                                  - device_pixels.astype(np.int16)).max())
+                return diff, uploader.path, uploader.interop_unavailable
+            finally:
+                uploader.release()
+
+        tex_diff, path, why_not = texture_diff(frame)
+        diffs = {path: tex_diff}
+        if on_cuda:
+            if path == PATH_INTEROP:
+                pinned_diff, pinned_path, _ = texture_diff(frame, interop=False)
+                diffs[pinned_path] = pinned_diff
+            late, ready = _late_copy(frame, side_stream=True)
+            diffs[f"{path}, frame from another stream + event"] = texture_diff(late, ready)[0]
+            late, _ = _late_copy(frame, side_stream=False)
+            diffs[f"{path}, frame still queued on the current stream"] = texture_diff(late)[0]
+            late, ready = _late_copy(frame, side_stream=True)
+            pixels = FrameConverter()(late, ready).astype(np.int16)
+            diffs["pinned-async-copy to host, frame from another stream + event"] = int(
+                np.abs(pixels - device_pixels.astype(np.int16)).max())
         renderer = describe(ctx)
-        uploader.release()
     finally:
         ctx.release()
-    ok = conv_diff <= UPLOAD_TOLERANCE_LEVELS and tex_diff == 0
+    worst = max(diffs.values())
+    ok = conv_diff <= UPLOAD_TOLERANCE_LEVELS and worst == 0
     return {"status": "pass" if ok else "fail", "frame": f"{size}x{size} float on {frame.device}",
             "max_abs_diff": conv_diff, "tolerance": UPLOAD_TOLERANCE_LEVELS,
-            "texture_max_abs_diff": tex_diff, "texture_tolerance": 0, "units": "8-bit levels",
-            "renderer": renderer,
-            "path": "FrameConverter on the frame's device -> pinned host -> PBO -> texture"}
+            "texture_max_abs_diff": worst, "texture_tolerance": 0, "units": "8-bit levels",
+            "texture_diffs": diffs, "renderer": renderer, "path": path,
+            "interop": "used" if path == PATH_INTEROP else f"not available: {why_not}"}
 
 
 def run_correctness(synth, device, quick: bool, deadline: float, progress) -> dict[str, Any]:
@@ -134,7 +182,8 @@ def run_correctness(synth, device, quick: bool, deadline: float, progress) -> di
                                          "reason": f"{type(exc).__name__}: {exc}"[:500]}
     r = checks["upload_vs_host_copy"]
     progress(f"  check upload_vs_host_copy: {r['status']}"
-             + (f" (max diff {r['max_abs_diff']} levels, texture {r['texture_max_abs_diff']})"
+             + (f" (max diff {r['max_abs_diff']} levels, texture {r['texture_max_abs_diff']}; "
+                f"path {r['path']}, interop {r['interop']})"
                 if "max_abs_diff" in r else f" ({r.get('reason', '')})"))
     failed = [name for name, c in checks.items() if c["status"] in ("fail", "error")]
     return {"checks": checks, "failed": failed}

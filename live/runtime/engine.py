@@ -57,6 +57,7 @@ from phosphene.live.runtime.actions import LiveActions
 from phosphene.live.runtime.display import (EngineFeed, PresentedFrame, run_display,
                                             video_outputs)
 from phosphene.live.runtime.display_process import DisplayChild, DisplayProcess
+from phosphene.live.runtime.live_compile import BackgroundCompile, compile_decision
 from phosphene.live.runtime.recording import Recorder
 from phosphene.live.runtime.report import (AudioAge, ErrorLog, FrameTimes, OnsetLatency,
                                            RenderLatency, build_report, percentiles_ms,
@@ -68,7 +69,6 @@ from phosphene.live.show.events import ControlEvent
 from phosphene.supervision import Supervisor
 from phosphene.models.bank import Bank
 from phosphene.render.outputs import check_outputs
-from phosphene.models.stylegan2.fast import compile_for_live
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,8 @@ class EngineOptions:
     size: tuple[int, int] | None = None       # canvas size (None: the preset's output size)
     fps: float | None = None                  # headless display rate (None: the preset's)
     overlay: bool = False
-    compile: bool = False                     # compiled live synthesis (also: the preset's)
+    compile: bool | None = None               # compiled live synthesis; None: the preset's
+    #                                           (auto by default: live_compile.py)
     display: str = "process"                  # "process": its own; "thread": the caller's
     # video outputs of the final picture (None: not sent); the preset's ``ndi`` also opens NDI
     ndi: str | None = None                    # NDI source name
@@ -179,6 +180,7 @@ class Engine:
         self.audio_source_name = ""
         self.model_source = ""
         self.synthesis_info: dict[str, Any] = {"compiled": False, "reason": "not asked for"}
+        self._compile: BackgroundCompile | None = None   # the compiled synthesis being built
         self._started_at = 0.0
         self._start_lock = threading.Lock()
         self._display_child = None                 # spawned early by run(), used once
@@ -327,7 +329,8 @@ class Engine:
             self.link.supervisor = self.supervisor
             self.link.start()
 
-        self.worker = GeneratorWorker(generator.generate, supervisor=self.supervisor).start()
+        self.worker = GeneratorWorker(generator.generate, supervisor=self.supervisor,
+                                      device=generator.device).start()
         self.worker.submit(self.state.request)
         self._analysis = self.supervisor.thread("analysis", self._analysis_loop,
                                                 should_stop=self._stop.is_set,
@@ -416,11 +419,13 @@ class Engine:
             source.model_source, o.device or "auto", generator=self._injected_generator)
         if generator.device.type == "cpu":
             leave_a_core_for_the_display()
-        if o.compile or source.preset.generator.compile:
-            live = compile_for_live(generator.G)
-            generator.synthesis = live
-            self.synthesis_info = {"compiled": live.compiled, "reason": live.reason}
-            log.info("live synthesis: %s", live.reason)
+        compile_it, why = compile_decision(o.compile, source.preset.generator.compile,
+                                           generator.device.type)
+        if compile_it:        # eager frames until the compiled network is built and checked
+            self._compile = BackgroundCompile(generator, why).start()
+        else:
+            self.synthesis_info = {"compiled": False, "reason": why}
+        log.info("live synthesis: %s", why)
         return generator
 
     # -- the analysis thread --------------------------------------------------------------------
@@ -640,7 +645,8 @@ class Engine:
                     "generator_errors": worker.errors, "requests_superseded": worker.superseded,
                     "fps": self.frame_times.fps(), "frame_time_ms": percentiles_ms(intervals),
                     "generator_ms": percentiles_ms(worker.render_times_s),
-                    "synthesis": dict(self.synthesis_info)},
+                    "synthesis": dict(self._compile.info if self._compile is not None
+                                      else self.synthesis_info)},
             audio=audio,
             onsets={"detected": self.counters.onsets, **self.latency.summary(),
                     "analyzer_delay_ms": 1000.0 * analyzer.onset_delay_samples

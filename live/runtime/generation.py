@@ -3,10 +3,11 @@ director asked for.
 
 The director says how strong the per-pixel noise is (``noise_strength``, a multiplier on each
 layer's learned strength: 0 = none, 1 = as trained) and which pattern (``noise_seed``, new on an
-onset). StyleGAN2 layers add ``noise_const * noise_strength``; for each call we put a
-``[N, 1, R, R]`` map (the seed's pattern times the request's strength, one per batch item) in
-place of each layer's ``noise_const`` buffer and put the original back afterwards, so the
-network code stays untouched and one call may mix seeds and strengths across its batch.
+onset). StyleGAN2 layers add ``noise map * learned strength``; for each call we fill one
+preallocated ``[N, 1, R, R]`` map per layer (the seed's pattern times the request's strength, one
+per batch item) and hand the maps to the synthesis network as an input (``noise=``), so one call
+may mix seeds and strengths across its batch, no module state changes per call, and a compiled
+or graph-captured synthesis reads the same buffers, filled in place, every frame.
 
 A request may also bend the network (``request.bends``: feature-map ops after chosen blocks,
 ``models/stylegan2/bending.py``) and mix in a second model (``request.mix``: per-block weights,
@@ -64,8 +65,8 @@ class FrameGenerator:
     """Renders ``LatentRequest``s with generator ``G`` on ``device``.
 
     ``generate(request)`` -> ``[1, C, H, W]``; ``generate([r0, r1, ...])`` -> ``[N, C, H, W]``;
-    float32 on the device, nominal [-1, 1]. Not thread-safe: one worker owns it (it swaps
-    ``G``'s noise buffers during a call).
+    float32 on the device, nominal [-1, 1]. Not thread-safe: one worker owns it (it fills its
+    noise maps in place during a call).
     """
 
     def __init__(self, G, device: torch.device | str | None = None, *, max_batch: int = 8,
@@ -127,13 +128,22 @@ class FrameGenerator:
             out.append(maps)
         return out
 
+    def _zero_maps(self, n: int) -> list[torch.Tensor] | None:
+        if not self._has_noise:
+            return None
+        for buf in self._maps:
+            buf[:n].zero_()
+        return [buf[:n] for buf in self._maps]
+
     # -- frames ----------------------------------------------------------------------------------
     def ws(self, requests: Sequence[LatentRequest]) -> torch.Tensor:
         w = np.stack([np.asarray(r.w, dtype=np.float32) for r in requests])
         if w.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"latent request w has shape {list(w.shape[1:])}, this generator "
                              f"takes [{self.num_ws}, {self.w_dim}]")
-        return torch.from_numpy(w).to(self.device)
+        # C-contiguous whatever the requests' arrays look like: a compiled synthesis is guarded
+        # on strides, and a w broadcast along num_ws stacks into a transposed layout
+        return torch.from_numpy(np.ascontiguousarray(w)).to(self.device)
 
     def generate(self, requests: LatentRequest | Sequence[LatentRequest]) -> torch.Tensor:
         """Frames for one request or a batch (split into ``max_batch`` chunks if longer)."""
@@ -160,16 +170,13 @@ class FrameGenerator:
 
                 def synthesis(ws, **kwargs):
                     return self.G.synthesis(ws, bends=bends, **kwargs)
+            if maps is None and getattr(synthesis, "static_noise", False):
+                # a compiled synthesis is captured with noise maps as inputs: zero maps keep it
+                # on that one graph (a "none" call would compile a second one mid-show)
+                maps = self._zero_maps(len(requests))
             if maps is None:
                 return synthesis(ws, noise_mode="none", force_fp32=self.force_fp32)
-            originals = [layer.noise_const for layer in self._layers]
-            try:
-                for layer, m in zip(self._layers, maps):
-                    layer.noise_const = m
-                return synthesis(ws, noise_mode="const", force_fp32=self.force_fp32)
-            finally:
-                for layer, original in zip(self._layers, originals):
-                    layer.noise_const = original
+            return synthesis(ws, noise_mode="const", force_fp32=self.force_fp32, noise=maps)
 
     def prepare(self, request: LatentRequest) -> None:
         """Check (and set up) what ``request`` bends and mixes, so that a mistake in a preset

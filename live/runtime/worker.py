@@ -6,6 +6,12 @@ waiting, and the thread always renders the freshest request when it becomes free
 would build a backlog of stale pictures and the show would lag further behind the music with
 every frame.
 
+On CUDA each frame is rendered on the worker's own CUDA stream and the worker waits for that
+stream's completion event before it publishes the frame: ``render_s`` (the report's
+generator_ms) is then the real frame time, not the time to launch kernels, and the display's
+device->host copy (on its own stream) never queues behind the next frame's synthesis on the
+default stream. Only this thread waits on the event.
+
 A failing generator (out of GPU memory, a NaN-producing checkpoint) must not stop the show:
 the exception is logged (once per kind, then counted), the last good frame stays on screen,
 and the worker goes on with the next request.
@@ -44,8 +50,11 @@ class GeneratorWorker:
     """
 
     def __init__(self, render: Callable[[LatentRequest], Any], *, name: str = "generator",
-                 supervisor: Supervisor | None = None):
+                 supervisor: Supervisor | None = None, device: Any = None):
+        """``device``: the generator's torch device; on CUDA, frames are rendered on a
+        dedicated stream and timed to their completion."""
         self._render = render
+        self._device_stream = DeviceStream.for_device(device)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._pending: LatentRequest | None = None
@@ -122,7 +131,7 @@ class GeneratorWorker:
                 request, self._pending = self._pending, None
             started = time.monotonic()
             try:
-                image = self._render(request)
+                image = self._device_stream.run(self._render, request)
             except Exception as exc:  # noqa: BLE001 - OOM, bad weights: keep the last good frame
                 self._note_error(exc)
                 continue
@@ -144,6 +153,40 @@ class GeneratorWorker:
                       "errors are counted, not logged)", kind, exc, kind)
         if "out of memory" in str(exc).lower():
             _release_cached_gpu_memory()
+
+
+class DeviceStream:
+    """Where a render runs: the calling thread as it is (CPU, MPS), or, on CUDA, a stream of
+    its own with a completion event the calling thread waits on."""
+
+    def __init__(self, device: Any = None):
+        self.device = device
+        self._stream = None
+
+    @classmethod
+    def for_device(cls, device: Any) -> "DeviceStream":
+        if device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda":
+            return CudaStream(device)
+        return cls(device)
+
+    def run(self, render: Callable[[LatentRequest], Any], request: LatentRequest) -> Any:
+        return render(request)
+
+
+class CudaStream(DeviceStream):
+    def run(self, render: Callable[[LatentRequest], Any], request: LatentRequest) -> Any:
+        import torch
+
+        if self._stream is None:        # created by the thread that renders
+            self._stream = torch.cuda.Stream(self.device)
+        # inputs copied in by the caller's default stream are ordered before this frame
+        self._stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self._stream):
+            image = render(request)
+            done = torch.cuda.Event()
+            done.record(self._stream)
+        done.synchronize()              # this thread only: the display and audio go on
+        return image
 
 
 def _release_cached_gpu_memory() -> None:

@@ -143,9 +143,10 @@ class NdiModel(_Model):
 
 
 class GeneratorModel(_Model):
-    # the compiled live synthesis (torch.compile; CUDA graphs on a GPU): faster frames after a
-    # warm-up of seconds to a minute at start; falls back to eager where it cannot compile
-    compile: bool = False
+    # the compiled live synthesis (torch.compile; CUDA graphs on a GPU): auto = on CUDA, and on
+    # the CPU where a C++ compiler is present. Built in the background while the show runs
+    # eager (seconds to a minute); stays eager where it cannot compile (live_compile.py)
+    compile: Union[bool, Literal["auto"]] = "auto"
 
 
 class ClipsModel(_Model):

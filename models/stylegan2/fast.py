@@ -33,16 +33,21 @@ class LiveSynthesis:
         self.compiled = False
         self.reason = "eager"
         self._fn = self._eager
+        # compiled with noise maps as an input: callers pass maps (zeros for none) every call
+        self.static_noise = False
 
-    def _eager(self, ws: torch.Tensor, noise_mode: str | None = None) -> torch.Tensor:
+    def _eager(self, ws: torch.Tensor, noise_mode: str | None = None,
+               noise: list[torch.Tensor] | None = None) -> torch.Tensor:
         return self.G.synthesis(ws, noise_mode=noise_mode or self.noise_mode,
-                                force_fp32=self.force_fp32)
+                                force_fp32=self.force_fp32, noise=noise)
 
     def __call__(self, ws: torch.Tensor, noise_mode: str | None = None,
-                 force_fp32: bool | None = None) -> torch.Tensor:
+                 force_fp32: bool | None = None,
+                 noise: list[torch.Tensor] | None = None) -> torch.Tensor:
         """``ws [batch_size, num_ws, w_dim]`` -> image, called like ``G.synthesis`` (so a
         ``FrameGenerator`` can use it as its synthesis). Another ``noise_mode`` is compiled on
-        first use (one graph per mode); another batch size or ``force_fp32`` runs eager. The
+        first use (one graph per mode); another batch size or ``force_fp32`` runs eager.
+        ``noise``: per-convolution maps (``SynthesisNetwork.forward``), inputs of the graph. The
         result of a CUDA graph is a copy: the graph's own output is overwritten by the next
         call, and a live frame stays on screen longer than that."""
         if (force_fp32 is not None and force_fp32 != self.force_fp32) \
@@ -50,10 +55,28 @@ class LiveSynthesis:
             with torch.inference_mode():
                 return self.G.synthesis(ws, noise_mode=noise_mode or self.noise_mode,
                                         force_fp32=self.force_fp32 if force_fp32 is None
-                                        else force_fp32)
+                                        else force_fp32, noise=noise)
         with torch.inference_mode():
-            out = self._fn(ws, noise_mode or self.noise_mode)
+            if not self.compiled:
+                return self._fn(ws, noise_mode or self.noise_mode, noise)
+            # an input the compile did not see (another stride, noise or none) runs eager
+            # rather than compiling again mid-show: a recompile stalls frames for seconds, and
+            # one on another thread than the first compile crashed torch 2.11 (segfault)
+            with torch.compiler.set_stance("eager_on_recompile"):
+                out = self._fn(ws, noise_mode or self.noise_mode, noise)
         return out.clone() if self.compiled and out.is_cuda else out
+
+
+def warmup_noise(G: nn.Module, batch_size: int, device: torch.device
+                 ) -> list[torch.Tensor] | None:
+    """One seeded ``[batch, 1, R, R]`` map per noise convolution (None for a net without
+    noise): what a compile is traced and checked with."""
+    layers = [m for m in G.synthesis.modules() if getattr(m, "use_noise", False)]
+    if not layers:
+        return None
+    rng = torch.Generator(device="cpu").manual_seed(0)
+    return [torch.randn([batch_size, 1, m.resolution, m.resolution], generator=rng).to(device)
+            for m in layers]
 
 
 def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const",
@@ -73,14 +96,17 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
         mode = "reduce-overhead" if device.type == "cuda" else "default"
 
     ws = G.mapping.w_avg.reshape(1, 1, -1).expand(batch_size, G.num_ws, -1).clone()
+    # the live path hands noise maps in every call (FrameGenerator): compile it that way, with
+    # a random pattern so the agreement check below covers the noise inputs too
+    noise = warmup_noise(G, batch_size, device) if noise_mode == "const" else None
     try:
         compiled = torch.compile(live._eager, mode=mode, dynamic=False, fullgraph=False)
         with torch.inference_mode():
-            reference = live._eager(ws).clone()
+            reference = live._eager(ws, live.noise_mode, noise).clone()
             for _ in range(3):  # CUDA graphs record on the 2nd/3rd call
-                # called as __call__ calls it (noise_mode given): another argument is
-                # another dynamo guard, and the first live frame would compile again
-                out = compiled(ws, live.noise_mode)
+                # called as __call__ calls it (noise_mode and noise given): another argument
+                # is another dynamo guard, and the first live frame would compile again
+                out = compiled(ws, live.noise_mode, noise)
             diff = (out.float() - reference.float()).abs().max().item()
     except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eager
         live.reason = f"torch.compile unavailable ({type(exc).__name__}: {str(exc)[:200]})"
@@ -94,5 +120,6 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
         return live
     live._fn = compiled
     live.compiled = True
+    live.static_noise = noise is not None
     live.reason = f"torch.compile mode={mode}"
     return live

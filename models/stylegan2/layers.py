@@ -73,7 +73,11 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const",
-                fused_modconv: bool = True, gain: float = 1.0) -> torch.Tensor:
+                fused_modconv: bool = True, gain: float = 1.0,
+                noise_map: torch.Tensor | None = None) -> torch.Tensor:
+        """``noise_map``: a ``[N, 1, R, R]`` (or ``[R, R]``) map used in place of
+        ``noise_const`` in "const" mode (times the learned strength, as ``noise_const`` is):
+        the caller's noise as an input, so a captured graph reads buffers the caller fills."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
         styles = self.affine(w)
@@ -83,7 +87,7 @@ class SynthesisLayer(nn.Module):
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution],
                                 device=x.device, dtype=torch.float32) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
-            noise = self.noise_const * self.noise_strength
+            noise = (self.noise_const if noise_map is None else noise_map) * self.noise_strength
 
         x = ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up,
                                  padding=self.padding, resample_filter=self.resample_filter,

@@ -7,7 +7,7 @@ the image is a sum of contributions from every scale.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -73,8 +73,10 @@ class SynthesisBlock(nn.Module):
                 noise_mode: str = "const", force_fp32: bool = False,
                 fused_modconv: bool | None = None,
                 bend: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                noise: Sequence[torch.Tensor] | None = None,
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """``ws [N, num_conv + num_torgb, w_dim]``; returns (features, image so far).
+        ``noise``: this block's noise maps, one per convolution (``SynthesisNetwork.forward``).
         ``bend``: applied to the features after the convolutions, before the toRGB (network
         bending, ``bending.py``), so this block's colours and every later block see it."""
         batch = ws.shape[0]
@@ -89,11 +91,14 @@ class SynthesisBlock(nn.Module):
         if self.in_channels == 0:
             x = self.const.to(dtype=dtype).unsqueeze(0).expand(batch, -1, -1, -1)
             x = x.contiguous(memory_format=memory_format)
-            x = self.conv1(x, ws[:, 0], noise_mode=noise_mode, fused_modconv=fused_modconv)
+            x = self.conv1(x, ws[:, 0], noise_mode=noise_mode, fused_modconv=fused_modconv,
+                           noise_map=None if noise is None else noise[0])
         else:
             x = x.to(dtype=dtype, memory_format=memory_format)
-            x = self.conv0(x, ws[:, 0], noise_mode=noise_mode, fused_modconv=fused_modconv)
-            x = self.conv1(x, ws[:, 1], noise_mode=noise_mode, fused_modconv=fused_modconv)
+            x = self.conv0(x, ws[:, 0], noise_mode=noise_mode, fused_modconv=fused_modconv,
+                           noise_map=None if noise is None else noise[0])
+            x = self.conv1(x, ws[:, 1], noise_mode=noise_mode, fused_modconv=fused_modconv,
+                           noise_map=None if noise is None else noise[1])
         if bend is not None:
             x = bend(x)
 
@@ -134,6 +139,7 @@ class SynthesisNetwork(nn.Module):
             self.num_ws += block.num_conv
             setattr(self, f"b{res}", block)
         self.num_ws += 1  # the last block's toRGB; the others share the next block's first w
+        self.num_convs = sum(block.num_conv for block in self.blocks())
 
     def blocks(self):
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
@@ -148,19 +154,30 @@ class SynthesisNetwork(nn.Module):
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool = False,
                 fused_modconv: bool | None = None,
                 bends: Mapping[int, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+                noise: Sequence[torch.Tensor] | None = None,
                 ) -> torch.Tensor:
         """``ws [N, num_ws, w_dim]`` -> image ``[N, img_channels, R, R]`` float32, nominal [-1, 1].
         ``bends``: block resolution -> what to do to that block's features (``bending.py``);
-        None (the usual case) costs nothing."""
+        None (the usual case) costs nothing.
+        ``noise``: with ``noise_mode="const"``, the noise maps to add in place of the
+        ``noise_const`` buffers, one ``[N, 1, R, R]`` (or ``[R, R]``) map per convolution in
+        network order (``noise_layers``), each times its layer's learned strength. Noise is
+        then an input like ``ws``: no module state changes per call, and a captured CUDA graph
+        reads the caller's buffers, filled in place before each replay."""
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        if noise is not None and len(noise) != self.num_convs:
+            raise ValueError(f"noise must have one map per convolution ({self.num_convs}), "
+                             f"got {len(noise)}")
         ws = ws.to(torch.float32)
         x = img = None
-        w_idx = 0
+        w_idx = n_idx = 0
         for block in self.blocks():
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             x, img = block(x, img, block_ws, noise_mode=noise_mode, force_fp32=force_fp32,
                            fused_modconv=fused_modconv,
-                           bend=None if bends is None else bends.get(block.resolution))
+                           bend=None if bends is None else bends.get(block.resolution),
+                           noise=None if noise is None else noise[n_idx:n_idx + block.num_conv])
             w_idx += block.num_conv
+            n_idx += block.num_conv
         return img

@@ -92,10 +92,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="send the final picture as a Syphon server (macOS; syphon-python)")
     p.add_argument("--spout", default=None, metavar="NAME",
                    help="send the final picture as a Spout sender (Windows; SpoutGL)")
-    p.add_argument("--compile", action="store_true",
-                   help="compiled live synthesis (torch.compile; CUDA graphs on a GPU): faster "
-                   "frames after a warm-up at start; runs eager where it cannot compile (also "
-                   "the preset's generator: {compile: true})")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="compiled live synthesis (torch.compile; a CUDA graph on a GPU), built "
+                   "in the background while the show starts eager, swapped in once it agrees "
+                   "with eager (default: the preset's generator.compile, auto = on CUDA and "
+                   "on a CPU with a C++ compiler; the environment's PHOSPHENE_COMPILE=off|on "
+                   "overrides the preset)")
     p.add_argument("--headless", action="store_true",
                    help="no window: render off screen (EGL), e.g. for a test run or a server")
     p.add_argument("--size", type=canvas_size, default=None, metavar="WxH",

@@ -1,0 +1,124 @@
+"""The compiled live synthesis by default (issue 12): who decides, and the background compile
+that swaps a checked compiled network in while the show runs eager."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from live_engine_helpers import (EngineRun, random_generator, write_clicks, write_presets)
+from phosphene.errors import PhospheneError
+from phosphene.live.runtime import live_compile
+from phosphene.live.runtime.engine import EngineOptions
+from phosphene.live.runtime.generation import FrameGenerator
+from phosphene.live.runtime.live_compile import BackgroundCompile, compile_decision
+from phosphene.live.show.director import LatentRequest
+from phosphene.models.stylegan2 import GeneratorConfig
+
+HAS_COMPILER = live_compile.cpp_compiler() is not None
+
+
+def noisy_generator(resolution: int = 16):
+    config = GeneratorConfig(z_dim=16, w_dim=16, img_resolution=resolution, channel_base=64,
+                             channel_max=16)
+    return random_generator(config, seed=5, noise_strength=0.5, bias_scale=0.1)
+
+
+def test_who_decides_whether_the_live_synthesis_is_compiled(monkeypatch):
+    monkeypatch.delenv("PHOSPHENE_COMPILE", raising=False)
+    # an explicit flag wins over everything
+    assert compile_decision(True, False, "mps")[0] is True
+    assert compile_decision(False, "auto", "cuda")[0] is False
+    # then the environment, then the preset
+    monkeypatch.setenv("PHOSPHENE_COMPILE", "off")
+    decided, why = compile_decision(None, True, "cuda")
+    assert decided is False and "PHOSPHENE_COMPILE=off" in why
+    monkeypatch.setenv("PHOSPHENE_COMPILE", "on")
+    assert compile_decision(None, False, "cpu")[0] is True
+    monkeypatch.delenv("PHOSPHENE_COMPILE")
+    assert compile_decision(None, False, "cuda")[0] is False
+    assert compile_decision(None, True, "cpu")[0] is True
+    # auto: CUDA yes, MPS no, the CPU when a C++ compiler is there
+    assert compile_decision(None, "auto", "cuda")[0] is True
+    decided, why = compile_decision(None, "auto", "mps")
+    assert decided is False and "mps" in why
+    monkeypatch.setattr(live_compile, "cpp_compiler", lambda: None)
+    decided, why = compile_decision(None, "auto", "cpu")
+    assert decided is False and "C++ compiler" in why
+    monkeypatch.setattr(live_compile, "cpp_compiler", lambda: "/usr/bin/g++")
+    decided, why = compile_decision(None, "auto", "cpu")
+    assert decided is True and "/usr/bin/g++" in why
+    monkeypatch.setenv("PHOSPHENE_COMPILE", "sometimes")
+    with pytest.raises(PhospheneError, match="PHOSPHENE_COMPILE: must be one of auto, on, off"):
+        compile_decision(None, "auto", "cpu")
+
+
+def _request(G, seed: int, strength: float) -> LatentRequest:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        w = G.mapping(torch.randn(1, G.z_dim, generator=gen), None)[0].numpy()
+    return LatentRequest(sample_index=0, w=w, w_raw=w, truncation_psi=1.0,
+                         noise_strength=strength, noise_seed=seed, keyframe=0)
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="torch.compile's CPU backend needs a C++ compiler")
+def test_the_background_compile_swaps_in_a_network_that_matches_eager_on_one_graph():
+    import torch._dynamo.utils as dynamo_utils
+
+    G = noisy_generator()
+    generator = FrameGenerator(G, "cpu", max_batch=1)
+    eager = FrameGenerator(G, "cpu", max_batch=1)
+    requests = [_request(G, s, strength) for s, strength in ((1, 1.0), (2, 0.5), (3, 0.0))]
+    job = BackgroundCompile(generator, "test").start()
+    assert job.info["state"] == "compiling"
+    # the show goes on meanwhile: frames come from the eager network
+    during = generator.generate(requests[0])
+    assert torch.equal(during, eager.generate(requests[0]))
+    assert job.wait(300), "the compile did not finish"
+    assert job.info["compiled"] is True, job.info
+    assert job.info["state"] == "compiled" and job.info["compile_s"] >= 0
+    assert generator.synthesis is not G.synthesis and generator.synthesis.static_noise
+    graphs = dynamo_utils.counters["stats"]["unique_graphs"]
+    for request in requests:     # noise on, half, off: all on the graph compiled at start
+        torch.testing.assert_close(generator.generate(request), eager.generate(request),
+                                   atol=1e-4, rtol=1e-4)
+    assert dynamo_utils.counters["stats"]["unique_graphs"] == graphs, "recompiled mid-show"
+
+
+def test_a_compile_that_fails_leaves_the_show_eager_and_says_why(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler today")
+
+    monkeypatch.setattr(live_compile, "compile_for_live", broken)
+    generator = FrameGenerator(noisy_generator(), "cpu", max_batch=1)
+    synthesis = generator.synthesis
+    job = BackgroundCompile(generator, "test").start()
+    assert job.wait(60)
+    assert job.info["compiled"] is False and job.info["state"] == "eager"
+    assert "no compiler today" in job.info["reason"]
+    assert generator.synthesis is synthesis
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="torch.compile's CPU backend needs a C++ compiler")
+def test_a_live_show_starts_eager_and_reports_the_compiled_synthesis(tmp_path):
+    preset = write_presets(tmp_path / "presets")
+    # long enough for a compile on a loaded 2-core machine (about a minute); stopped after it
+    audio = write_clicks(tmp_path / "clicks.wav", [0.5 * k for k in range(1, 480)], 240.0)
+    options = EngineOptions(preset=str(preset), audio_file=str(audio), output="none",
+                            headless=True, osc_port=None, duration_s=240.0, compile=True)
+    # another size than the tests above: a compile of its own, not one dynamo has cached
+    with EngineRun(options, generator=noisy_generator(resolution=32)) as run:
+        # the first picture came before any compile could finish
+        assert run.engine._compile.info["state"] == "compiling"
+        assert run.engine._compile.wait(230)
+        assert not run.engine.stopping
+        generated = run.engine.worker.generated
+        deadline = run.engine.worker.generated + 5
+        run.engine.worker.wait_for_frame(deadline, timeout=20)
+        run.engine.stop()
+        report = run.wait()
+    synthesis = report["frames"]["synthesis"]
+    assert synthesis["compiled"] is True and synthesis["state"] == "compiled", synthesis
+    assert "--compile" in synthesis["why"]
+    assert report["frames"]["generated"] > generated
+    assert report["errors"] == []
