@@ -30,8 +30,9 @@ dev_packages=(pulseaudio pulseaudio-utils libasound2-plugins jackd2 libjack-jack
               imagemagick xdotool chromium)
 # The onset corpus (tools/make_onset_corpus.py, tests/test_onset_corpus.py): FluidSynth renders
 # MIDI with known note onsets through a General MIDI soundfont; aubio's `aubioonset` is one of
-# the reference detectors `phosphene bench onsets` compares with.
-dev_packages+=(fluidsynth fluid-soundfont-gm aubio-tools)
+# the reference detectors `phosphene bench onsets` compares with. TimGM6mb is the corpus's second
+# timbre set; espeak-ng speaks and sings its voice families (tests/test_onset_corpus_voice.py).
+dev_packages+=(fluidsynth fluid-soundfont-gm aubio-tools timgm6mb-soundfont espeak-ng)
 [ "$dev" = 1 ] && packages+=("${dev_packages[@]}")
 
 missing=()
