@@ -101,6 +101,9 @@ def run_generator_bench(model, sizes, arch, device, precisions, batches, frames=
                     def fn(ws, live=live, noise=noise):     # as the live path calls it
                         return live(ws, noise=noise)
                     tag = "compiled" if live.compiled else "eager-fallback"
+                    with torch.inference_mode():    # the same frame, eager: how close?
+                        diff = (fn(ws) - G.synthesis(ws, force_fp32=force_fp32,
+                                                     noise=noise)).abs().max().item()
                 else:
                     def fn(ws, G=G, force_fp32=force_fp32):
                         return G.synthesis(ws, force_fp32=force_fp32)
@@ -109,9 +112,18 @@ def run_generator_bench(model, sizes, arch, device, precisions, batches, frames=
                 row = {"net": label, "precision": precision + (f" {tag}" if tag else ""),
                        "batch": batch, "ms_per_batch": seconds * 1e3,
                        "images_per_s": batch / seconds}
+                eager_row = next((r for r in rows if r["net"] == label and r["batch"] == batch
+                                  and r["precision"] == precision), None)
+                if compiled:
+                    row["max_abs_diff_vs_eager"] = diff
+                    if eager_row is not None:
+                        row["speedup_vs_eager"] = eager_row["ms_per_batch"] / row["ms_per_batch"]
                 rows.append(row)
                 out(f"{row['net']:<26}{row['precision']:<11}{batch:>5}"
-                    f"{row['ms_per_batch']:>11.1f}{row['images_per_s']:>11.1f}")
+                    f"{row['ms_per_batch']:>11.1f}{row['images_per_s']:>11.1f}"
+                    + (f"   {row['speedup_vs_eager']:.2f}x eager" if "speedup_vs_eager" in row
+                       else "")
+                    + (f", max |diff| {diff:.1e}" if compiled else ""))
         G.synthesis.set_num_fp16_res(configured_fp16)
         G.to("cpu")
     return rows

@@ -388,6 +388,7 @@ def test_frame_generator_with_the_compiled_synthesis_matches_eager_with_noise():
 
     G = tiny_generator(img_resolution=8, noise_strength=0.5)
     live = compile_for_live(G)
+    live.stance = "fail_on_recompile"    # the live inputs must be the ones compiled for
     eager, fast = FrameGenerator(G, "cpu", max_batch=1), FrameGenerator(G, "cpu", max_batch=1,
                                                                        synthesis=live)
     w = G.mapping(torch.randn(1, G.z_dim), None)[0].detach().numpy()
@@ -399,3 +400,4 @@ def test_frame_generator_with_the_compiled_synthesis_matches_eager_with_noise():
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
         outputs.add(round(float(got.sum()), 3))
     assert len(outputs) == 3                   # the seeds and strengths did change the frame
+    assert live.eager_calls == 0

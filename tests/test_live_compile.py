@@ -63,8 +63,6 @@ def _request(G, seed: int, strength: float) -> LatentRequest:
 
 @pytest.mark.skipif(not HAS_COMPILER, reason="torch.compile's CPU backend needs a C++ compiler")
 def test_the_background_compile_swaps_in_a_network_that_matches_eager_on_one_graph():
-    import torch._dynamo.utils as dynamo_utils
-
     G = noisy_generator()
     generator = FrameGenerator(G, "cpu", max_batch=1)
     eager = FrameGenerator(G, "cpu", max_batch=1)
@@ -77,12 +75,13 @@ def test_the_background_compile_swaps_in_a_network_that_matches_eager_on_one_gra
     assert job.wait(300), "the compile did not finish"
     assert job.info["compiled"] is True, job.info
     assert job.info["state"] == "compiled" and job.info["compile_s"] >= 0
-    assert generator.synthesis is not G.synthesis and generator.synthesis.static_noise
-    graphs = dynamo_utils.counters["stats"]["unique_graphs"]
+    live = generator.synthesis
+    assert live is not G.synthesis and live.static_noise
+    live.stance = "fail_on_recompile"    # a guard the live inputs fail would raise here
     for request in requests:     # noise on, half, off: all on the graph compiled at start
         torch.testing.assert_close(generator.generate(request), eager.generate(request),
                                    atol=1e-4, rtol=1e-4)
-    assert dynamo_utils.counters["stats"]["unique_graphs"] == graphs, "recompiled mid-show"
+    assert live.eager_calls == 0, "live frames did not match what was compiled"
 
 
 def test_a_compile_that_fails_leaves_the_show_eager_and_says_why(monkeypatch):
@@ -109,8 +108,8 @@ def test_a_live_show_starts_eager_and_reports_the_compiled_synthesis(tmp_path):
     # another size than the tests above: a compile of its own, not one dynamo has cached
     with EngineRun(options, generator=noisy_generator(resolution=32)) as run:
         # the first picture came before any compile could finish
-        assert run.engine._compile.info["state"] == "compiling"
-        assert run.engine._compile.wait(230)
+        assert run.engine.synthesis_compile.info["state"] == "compiling"
+        assert run.engine.synthesis_compile.wait(230)
         assert not run.engine.stopping
         generated = run.engine.worker.generated
         deadline = run.engine.worker.generated + 5
@@ -122,3 +121,56 @@ def test_a_live_show_starts_eager_and_reports_the_compiled_synthesis(tmp_path):
     assert "--compile" in synthesis["why"]
     assert report["frames"]["generated"] > generated
     assert report["errors"] == []
+
+
+def test_the_cpu_generator_leaves_a_core_for_the_show_unless_told_otherwise(monkeypatch):
+    from phosphene.live.runtime import engine as engine_module
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setattr(engine_module.os, "cpu_count", lambda: 4)
+        torch.set_num_threads(4)
+        engine_module.leave_a_core_for_the_display()
+        assert torch.get_num_threads() == 3
+        torch.set_num_threads(2)             # already fewer than the cores: left alone
+        engine_module.leave_a_core_for_the_display()
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "4")   # the user's choice stays
+        torch.set_num_threads(4)
+        engine_module.leave_a_core_for_the_display()
+        assert torch.get_num_threads() == 4
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        monkeypatch.setattr(engine_module.os, "cpu_count", lambda: 1)
+        engine_module.leave_a_core_for_the_display()
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="torch.compile's CPU backend needs a C++ compiler")
+def test_an_offline_render_compiles_its_batch_size_when_asked_and_not_on_a_cpu_by_default(
+        tmp_path, monkeypatch):
+    from phosphene.live.runtime.offline import OfflineRender, RenderSettings
+    from phosphene.live.runtime.session import source_from_preset
+
+    preset = write_presets(tmp_path / "presets")
+    audio = write_clicks(tmp_path / "clicks.wav", [0.3, 0.9, 1.4], 2.0)
+    G = noisy_generator(resolution=8)
+    settings = RenderSettings(size=(16, 16), fps=8, progress=False, batch=3)
+    monkeypatch.setenv("PHOSPHENE_COMPILE", "auto")
+    job = OfflineRender(audio, source_from_preset(str(preset), None), settings, generator=G)
+    assert job.synthesis_info["compiled"] is False and "eager on the CPU" in \
+        job.synthesis_info["reason"]          # a CPU render stays eager unless asked
+    requests = [state.request for _, state in job.states(0, job.n_frames)]
+    eager = [job.generator.generate(requests[i:i + 3]) for i in range(0, len(requests), 3)]
+
+    monkeypatch.setenv("PHOSPHENE_COMPILE", "on")
+    job = OfflineRender(audio, source_from_preset(str(preset), None), settings, generator=G)
+    assert job.synthesis_info["compiled"] is True, job.synthesis_info
+    live = job.generator.synthesis
+    live.stance = "fail_on_recompile"
+    for k, i in enumerate(range(0, len(requests), 3)):   # the last, shorter batch runs eager
+        torch.testing.assert_close(job.generator.generate(requests[i:i + 3]), eager[k],
+                                   atol=1e-4, rtol=1e-4)
+    assert live.eager_calls == (1 if len(requests) % 3 else 0)

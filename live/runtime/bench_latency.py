@@ -46,7 +46,7 @@ def run_latency_bench(*, model: str = "builtin:abstract", device: str | None = N
         times = _click_track(wav, sample_rate, clicks, interval_s)
         options = EngineOptions(preset="default", model=model, device=device, headless=True,
                                 audio_file=wav, output="none", osc_port=None, size=size,
-                                fps=fps)
+                                fps=fps, compile_before_start=True)
         engine = Engine(options, on_frame=frames.append)
         report = engine.run()
     start = engine.audio_started_at
@@ -82,6 +82,7 @@ def run_latency_bench(*, model: str = "builtin:abstract", device: str | None = N
             "fps_target": fps, "fps": report["frames"]["fps"], "clicks": clicks,
             "effects_path_ms": stats(effects_ms), "gan_path_ms": stats(gan_ms),
             "generator_ms_p50": report["frames"]["generator_ms"]["p50"],
+            "synthesis": report["frames"]["synthesis"],
             "audio_block_ms": round(1000 * report["audio"]["hop_length"] / sr, 2),
             "analyzer_delay_ms": round(report["onsets"]["analyzer_delay_ms"], 2)}
 

@@ -119,6 +119,8 @@ class EngineOptions:
     overlay: bool = False
     compile: bool | None = None               # compiled live synthesis; None: the preset's
     #                                           (auto by default: live_compile.py)
+    compile_before_start: bool = False        # wait for that compile before the show starts
+    #                                           (benchmarks measure the compiled show)
     display: str = "process"                  # "process": its own; "thread": the caller's
     # video outputs of the final picture (None: not sent); the preset's ``ndi`` also opens NDI
     ndi: str | None = None                    # NDI source name
@@ -204,6 +206,11 @@ class Engine:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def synthesis_compile(self) -> BackgroundCompile | None:
+        """The background compile of the live synthesis (None: the show runs eager)."""
+        return self._compile
 
     @property
     def analysis_done(self) -> bool:
@@ -423,6 +430,9 @@ class Engine:
                                            generator.device.type)
         if compile_it:        # eager frames until the compiled network is built and checked
             self._compile = BackgroundCompile(generator, why).start()
+            if o.compile_before_start:
+                log.info("compiling the live synthesis before the show starts ...")
+                self._compile.wait()
         else:
             self.synthesis_info = {"compiled": False, "reason": why}
         log.info("live synthesis: %s", why)
@@ -671,10 +681,15 @@ class Engine:
 
 
 def leave_a_core_for_the_display() -> None:
-    """On the CPU, torch would take every core and starve the analysis and display threads
-    (an onset's flash would wait for a GAN frame). Keep one core free."""
+    """On the CPU, torch would take every core and starve the analysis thread and the display
+    process (an onset's flash would wait for a GAN frame): the generator gets all cores but
+    one. Measured on the 2-core VM (docs/benchmarks.md, real time under load): with 1 torch
+    thread the analysis never lags and the generator keeps 78-85 % of its standalone rate.
+    A thread count the user chose (``OMP_NUM_THREADS``, or torch set below the cores) stays."""
     import torch
 
+    if os.environ.get("OMP_NUM_THREADS"):
+        return
     cores = os.cpu_count() or 1
     if cores > 1 and torch.get_num_threads() >= cores:
         torch.set_num_threads(cores - 1)

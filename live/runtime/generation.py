@@ -83,9 +83,12 @@ class FrameGenerator:
             # a network trained (or built) without noise: skip the maps entirely
             self._has_noise = any(float(layer.noise_strength) != 0.0 for layer in self._layers)
         self._patterns: OrderedDict[int, list[torch.Tensor]] = OrderedDict()
-        self._maps = [torch.empty([self.max_batch, 1, *layer.noise_const.shape[-2:]],
-                                  device=self.device) for layer in self._layers] \
-            if self._has_noise else []
+        with torch.inference_mode():
+            # inference tensors (filled in inference mode, read by a compiled synthesis that
+            # was traced with inference tensors: see fast.input_signature)
+            self._maps = [torch.empty([self.max_batch, 1, *layer.noise_const.shape[-2:]],
+                                      device=self.device) for layer in self._layers] \
+                if self._has_noise else []
         # network bending and model mixing: nothing is set up until a request asks for them
         self._block_channels = {b.resolution: b.out_channels for b in G.synthesis.blocks()}
         self._channels: dict[tuple, slice | torch.Tensor] = {}

@@ -70,11 +70,12 @@ def _as_choice(value: Any, where: str) -> str:
     return text
 
 
-def compile_decision(option: bool | None, preset_value: Any, device_type: str
-                     ) -> tuple[bool, str]:
+def compile_decision(option: bool | None, preset_value: Any, device_type: str, *,
+                     auto_on_cpu: bool = True) -> tuple[bool, str]:
     """(compile?, why) from ``--compile/--no-compile`` (None: not given), else the
     environment's ``PHOSPHENE_COMPILE``, else the preset's ``generator.compile``; then the
-    device decides ``auto``."""
+    device decides ``auto`` (on the CPU only with ``auto_on_cpu``: an offline render does
+    not earn a CPU compile back)."""
     env = os.environ.get(ENVIRONMENT)
     if option is not None:
         choice, source = _as_choice(option, "--compile"), \
@@ -90,6 +91,8 @@ def compile_decision(option: bool | None, preset_value: Any, device_type: str
         return False, f"not asked for ({source})"
     if device_type == "cuda":
         return True, "auto: CUDA (a CUDA graph per frame)"
+    if device_type == "cpu" and not auto_on_cpu:
+        return False, "auto: eager on the CPU here (a compile costs more than it saves)"
     if device_type == "cpu":
         compiler = cpp_compiler()
         if compiler:

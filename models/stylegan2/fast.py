@@ -35,6 +35,12 @@ class LiveSynthesis:
         self._fn = self._eager
         # compiled with noise maps as an input: callers pass maps (zeros for none) every call
         self.static_noise = False
+        self._signature: tuple | None = None    # of the inputs the compile was made for
+        self.eager_calls = 0                    # compiled, but called with other inputs
+        # what dynamo does with inputs the signature check let through but its guards reject:
+        # run eager (a recompile mid-show stalls frames for seconds, and one on another thread
+        # than the process's first compile crashed torch 2.11). Tests use "fail_on_recompile".
+        self.stance = "eager_on_recompile"
 
     def _eager(self, ws: torch.Tensor, noise_mode: str | None = None,
                noise: list[torch.Tensor] | None = None) -> torch.Tensor:
@@ -52,31 +58,47 @@ class LiveSynthesis:
         call, and a live frame stays on screen longer than that."""
         if (force_fp32 is not None and force_fp32 != self.force_fp32) \
                 or ws.shape[0] != self.batch_size:
+            self.eager_calls += self.compiled
             with torch.inference_mode():
                 return self.G.synthesis(ws, noise_mode=noise_mode or self.noise_mode,
                                         force_fp32=self.force_fp32 if force_fp32 is None
                                         else force_fp32, noise=noise)
+        mode = noise_mode or self.noise_mode
         with torch.inference_mode():
             if not self.compiled:
-                return self._fn(ws, noise_mode or self.noise_mode, noise)
-            # an input the compile did not see (another stride, noise or none) runs eager
-            # rather than compiling again mid-show: a recompile stalls frames for seconds, and
-            # one on another thread than the first compile crashed torch 2.11 (segfault)
-            with torch.compiler.set_stance("eager_on_recompile"):
-                out = self._fn(ws, noise_mode or self.noise_mode, noise)
-        return out.clone() if self.compiled and out.is_cuda else out
+                return self._fn(ws, mode, noise)
+            if input_signature(ws, mode, noise) != self._signature:
+                # inputs the compile did not see (another layout, noise or none): eager
+                self.eager_calls += 1
+                return self._eager(ws, mode, noise)
+            with torch.compiler.set_stance(self.stance):
+                out = self._fn(ws, mode, noise)
+        return out.clone() if out.is_cuda else out
+
+
+def input_signature(ws: torch.Tensor, noise_mode: str,
+                    noise: list[torch.Tensor] | None) -> tuple:
+    """What a compiled synthesis is specialised on: each input's shape, layout, dtype, device
+    and whether it is an inference tensor (another dispatch key set to dynamo)."""
+    def of(t: torch.Tensor) -> tuple:
+        return (tuple(t.shape), t.stride(), t.dtype, t.device, t.is_inference())
+
+    return (of(ws), noise_mode, None if noise is None else tuple(of(m) for m in noise))
 
 
 def warmup_noise(G: nn.Module, batch_size: int, device: torch.device
                  ) -> list[torch.Tensor] | None:
-    """One seeded ``[batch, 1, R, R]`` map per noise convolution (None for a net without
-    noise): what a compile is traced and checked with."""
+    """One seeded ``[batch, 1, R, R]`` map per noise convolution: what a compile is traced
+    and checked with. None for a net without noise, or whose learned noise strengths are all
+    0 (builtin:abstract): the live path renders those with ``noise_mode="none"``, no maps."""
     layers = [m for m in G.synthesis.modules() if getattr(m, "use_noise", False)]
-    if not layers:
-        return None
+    with torch.no_grad():
+        if not any(float(m.noise_strength) != 0.0 for m in layers):
+            return None
     rng = torch.Generator(device="cpu").manual_seed(0)
-    return [torch.randn([batch_size, 1, m.resolution, m.resolution], generator=rng).to(device)
-            for m in layers]
+    with torch.inference_mode():     # inference tensors, as the live path's maps are
+        return [torch.randn([batch_size, 1, m.resolution, m.resolution],
+                            generator=rng).to(device) for m in layers]
 
 
 def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const",
@@ -95,10 +117,16 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
     if mode is None:
         mode = "reduce-overhead" if device.type == "cuda" else "default"
 
-    ws = G.mapping.w_avg.reshape(1, 1, -1).expand(batch_size, G.num_ws, -1).clone()
+    with torch.inference_mode():
+        # an inference tensor, as the live path's ws are (FrameGenerator makes them in
+        # inference mode): a plain tensor here is another dispatch key set, a guard the first
+        # live frame would fail
+        ws = G.mapping.w_avg.reshape(1, 1, -1).expand(batch_size, G.num_ws, -1).clone()
     # the live path hands noise maps in every call (FrameGenerator): compile it that way, with
     # a random pattern so the agreement check below covers the noise inputs too
     noise = warmup_noise(G, batch_size, device) if noise_mode == "const" else None
+    if noise_mode == "const" and noise is None:
+        live.noise_mode = "none"      # no noise to add: the live path asks for none
     try:
         compiled = torch.compile(live._eager, mode=mode, dynamic=False, fullgraph=False)
         with torch.inference_mode():
@@ -120,6 +148,7 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
         return live
     live._fn = compiled
     live.compiled = True
+    live._signature = input_signature(ws, live.noise_mode, noise)
     live.static_noise = noise is not None
     live.reason = f"torch.compile mode={mode}"
     return live
