@@ -174,3 +174,28 @@ def test_an_offline_render_compiles_its_batch_size_when_asked_and_not_on_a_cpu_b
         torch.testing.assert_close(job.generator.generate(requests[i:i + 3]), eager[k],
                                    atol=1e-4, rtol=1e-4)
     assert live.eager_calls == (1 if len(requests) % 3 else 0)
+
+
+def test_a_compiled_call_that_fails_falls_back_to_eager_for_good():
+    from phosphene.models.stylegan2.fast import LiveSynthesis, input_signature
+
+    G = noisy_generator()
+    eager = FrameGenerator(G, "cpu", max_batch=1)
+    live = LiveSynthesis(G, 1, "const", False)
+    calls = []
+
+    def broken(ws, mode, noise):
+        calls.append(mode)
+        raise RuntimeError("CUDA graph replay failed")
+
+    # as if compiled for exactly the live path's inputs, then broken at run time
+    request = _request(G, 1, 1.0)
+    with torch.inference_mode():
+        live._signature = input_signature(eager.ws([request]), "const",
+                                          eager._noise_maps([request]))
+    live._fn, live.compiled = broken, True
+    generator = FrameGenerator(G, "cpu", max_batch=1, synthesis=live)
+    for _ in range(2):
+        assert torch.equal(generator.generate(request), eager.generate(request))
+    assert calls == ["const"] and live.compiled is False
+    assert "CUDA graph replay failed" in live.reason

@@ -107,9 +107,21 @@ class BackgroundCompile:
 
     def __init__(self, generator: Any, why: str):
         self.generator = generator
-        self.info: dict[str, Any] = {"compiled": False, "reason": f"compiling ({why})",
-                                     "why": why, "state": "compiling"}
+        self._info: dict[str, Any] = {"compiled": False, "reason": f"compiling ({why})",
+                                      "why": why, "state": "compiling"}
+        self._live = None             # the compiled synthesis once swapped in
         self.done = threading.Event()
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What runs now: a compiled synthesis that failed mid-show and went back to eager
+        says so here (and the frames it ran eager for other inputs are counted)."""
+        live = self._live
+        if live is None:
+            return dict(self._info)
+        state = "compiled" if live.compiled else "eager"
+        return {**self._info, "compiled": live.compiled, "reason": live.reason, "state": state,
+                "eager_calls": live.eager_calls}
 
     def start(self) -> "BackgroundCompile":
         _compile_thread().put(self._run)
@@ -134,12 +146,13 @@ class BackgroundCompile:
             self._finish(False, f"compile failed ({type(exc).__name__}: {exc})"[:300], started)
             return
         if live.compiled:
+            self._live = live
             generator.synthesis = live          # the worker's next frame uses it
         self._finish(live.compiled, live.reason, started)
 
     def _finish(self, compiled: bool, reason: str, started: float) -> None:
         seconds = time.monotonic() - started
-        self.info = {**self.info, "compiled": compiled, "reason": reason,
+        self._info = {**self._info, "compiled": compiled, "reason": reason,
                      "state": "compiled" if compiled else "eager",
                      "compile_s": round(seconds, 1)}
         if compiled:

@@ -71,8 +71,17 @@ class LiveSynthesis:
                 # inputs the compile did not see (another layout, noise or none): eager
                 self.eager_calls += 1
                 return self._eager(ws, mode, noise)
-            with torch.compiler.set_stance(self.stance):
-                out = self._fn(ws, mode, noise)
+            try:
+                with torch.compiler.set_stance(self.stance):
+                    out = self._fn(ws, mode, noise)
+            except Exception as exc:  # noqa: BLE001 - a compiled call that fails: eager on
+                if self.stance == "fail_on_recompile":
+                    raise                        # tests want to see it
+                self.compiled, self._fn = False, self._eager
+                self.reason = f"compiled call failed, eager from now on ({type(exc).__name__}: " \
+                    f"{str(exc)[:200]})"
+                log.error("live synthesis: %s", self.reason)
+                return self._eager(ws, mode, noise)
         return out.clone() if out.is_cuda else out
 
 
