@@ -11,6 +11,7 @@ Signal path per hop::
     block -> sanitize (finite, in [-1, 1]) -> DC blocker -> RMS dBFS -> gate (noise floor)
           -> slow AGC gain
           -> STFT frame (window_ms, Hann) -> |X| -> SuperFlux onset strength -> peak picker
+                                           (or neural_onsets.py's activation, per preset)
                                            -> low/mid/high band energies -> envelopes
                                            -> spectral centroid, flatness
           band-wise flux (tempo accent) -> tempo / beat phase tracker
@@ -38,6 +39,7 @@ from phosphene.live.analysis.settings import ONSET_DETECTOR_DEFAULTS, AnalyzerSe
 from phosphene.live.analysis.envelopes import (FLUSH_BELOW, EnvelopeFollower, SlowGain,
                                                smoothing_retain)
 from phosphene.live.analysis.features import FeatureFrame
+from phosphene.live.analysis.neural_onsets import NeuralOnsets
 from phosphene.live.analysis.onsets import OnlinePeakPicker, SuperFlux
 from phosphene.live.analysis.structure import StructureTracker
 from phosphene.live.analysis.tap_tempo import TapTempo
@@ -137,7 +139,10 @@ class Analyzer:
                                       classic["max_filter_bands"], classic["diff_ratio"],
                                       s.tempo_band_edges_hz)
         self._flux = None
-        if any(op[k] != classic[k] for k in flux_knobs):
+        if s.onset_detector == "neural":
+            # the network's activation takes the flux's place (the same process(mag, gain))
+            self._flux = NeuralOnsets(sr, n_fft)
+        elif any(op[k] != classic[k] for k in flux_knobs):
             self._flux = SuperFlux(sr, n_fft, hop, s.onset_bands, s.onset_fmin_hz,
                                    s.onset_fmax_hz, op["log_multiplier"],
                                    op["max_filter_bands"], op["diff_ratio"],

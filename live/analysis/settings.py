@@ -27,7 +27,15 @@ ONSET_DETECTOR_DEFAULTS = {
     "superflux": {"bands_per_octave": 0, "log_multiplier": 1000.0, "max_filter_bands": 1,
                   "diff_ratio": 0.0, "delta": 0.08, "mean_weight": 1.25, "mean_ms": 100.0,
                   "max_ms": 50.0, "min_interval_ms": 50.0},
+    # the small causal network of neural_onsets.py (weights: onset_net.npz, trained by
+    # tools/train_onset_net.py); its activation is 0..1 and the peak picker's threshold on it
+    # is a plain level (mean_weight 0), chosen on the corpus's validation split. The flux knobs
+    # do not apply: the net carries its own front end.
+    "neural": {"delta": 0.15, "mean_weight": 0.0, "mean_ms": 100.0, "max_ms": 50.0,
+               "min_interval_ms": 50.0},
 }
+# the knobs of the SuperFlux signal path, which the neural detector does not have
+FLUX_KNOBS = ("bands_per_octave", "log_multiplier", "max_filter_bands", "diff_ratio")
 
 
 class AnalyzerSettings(BaseModel):
@@ -71,11 +79,12 @@ class AnalyzerSettings(BaseModel):
                               "normalisation, so treble is as playable as bass")
 
     # -- onsets (SuperFlux: Böck & Widmer, DAFx 2013) -----------------------------------------
-    onset_detector: Literal["superflux", "classic"] = Field(
+    onset_detector: Literal["superflux", "classic", "neural"] = Field(
         "superflux", description="superflux: octave-spaced filterbank and thresholds tuned on "
         "the onset corpus (tools/make_onset_corpus.py); classic: the 80-mel-band path of "
-        "phosphene before it. The onset_* knobs left unset take the chosen detector's values "
-        "(ONSET_DETECTOR_DEFAULTS)")
+        "phosphene before it; neural: a small causal network (neural_onsets.py) trained on "
+        "the corpus, its onset_delta a threshold on its 0..1 activation. The onset_* knobs "
+        "left unset take the chosen detector's values (ONSET_DETECTOR_DEFAULTS)")
     onset_bands: int = Field(80, ge=8, le=256, description="mel (log-frequency) filterbank "
                              "bands the flux is computed on, when onset_bands_per_octave is 0")
     onset_bands_per_octave: int | None = Field(None, ge=0, le=48, description="bands per "
@@ -171,4 +180,11 @@ class AnalyzerSettings(BaseModel):
             raise ValueError("tempo_min_bpm must be below tempo_max_bpm")
         if self.onset_fmin_hz >= self.onset_fmax_hz:
             raise ValueError("onset_fmin_hz must be below onset_fmax_hz")
+        if self.onset_detector == "neural":
+            flux_set = [f"onset_{k}" for k in FLUX_KNOBS
+                        if getattr(self, f"onset_{k}") is not None]
+            if flux_set:
+                raise ValueError(f"{', '.join(flux_set)}: SuperFlux knobs, which "
+                                 "onset_detector neural does not use (it has its own front "
+                                 "end); leave them unset or choose superflux/classic")
         return self
