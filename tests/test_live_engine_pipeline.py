@@ -94,16 +94,20 @@ def test_compile_asked_for_runs_the_live_synthesis_and_says_how(tmp_path, monkey
         raise RuntimeError("no compiler in this test")
 
     monkeypatch.setattr(torch, "compile", unavailable)
+    monkeypatch.delenv("PHOSPHENE_COMPILE", raising=False)   # the suite's off would win
     preset = tmp_path / "tinted.yaml"
     preset.write_text(PRESET.replace("SHADER", str(tmp_path / "tint.glsl"))
                       .replace("keyframes:", "generator: {compile: true}\nkeyframes:"))
     save(tmp_path / "tint.glsl", TINT % "1.0, 1.0, 1.0")
-    options = EngineOptions(preset=str(preset), audio_file=silence(tmp_path / "s.wav", 2.0),
+    options = EngineOptions(preset=str(preset), audio_file=silence(tmp_path / "s.wav", 30.0),
                             output="none", headless=True, osc_port=None)
     with EngineRun(options, generator=tiny_generator()) as run:
+        assert run.engine.synthesis_compile is not None     # the preset asked
+        assert run.engine.synthesis_compile.wait(60)       # in the background, show running
+        run.engine.stop()
         report = run.wait()
     synthesis = report["frames"]["synthesis"]
-    assert synthesis["compiled"] is False
+    assert synthesis["compiled"] is False and synthesis["state"] == "eager"
     assert "no compiler in this test" in synthesis["reason"]
     assert report["frames"]["generated"] > 0 and report["frames"]["generator_errors"] == 0
 
@@ -116,4 +120,6 @@ def test_without_compile_the_report_says_so(tmp_path):
                             output="none", headless=True, osc_port=None)
     with EngineRun(options, generator=tiny_generator()) as run:
         report = run.wait()
-    assert report["frames"]["synthesis"] == {"compiled": False, "reason": "not asked for"}
+    synthesis = report["frames"]["synthesis"]
+    assert synthesis["compiled"] is False and synthesis["reason"].startswith("not asked for")
+    assert "PHOSPHENE_COMPILE=off" in synthesis["reason"]     # the suite's setting, named

@@ -110,6 +110,10 @@ class BackgroundCompile:
         self._info: dict[str, Any] = {"compiled": False, "reason": f"compiling ({why})",
                                       "why": why, "state": "compiling"}
         self._live = None             # the compiled synthesis once swapped in
+        # the caller's torch thread count (the engine's choice, which the worker thread it
+        # starts next inherits): a compile is specialised on it, and the long-lived compile
+        # thread keeps whatever count it first had
+        self.threads = torch.get_num_threads()
         self.done = threading.Event()
 
     @property
@@ -133,6 +137,7 @@ class BackgroundCompile:
     def _run(self) -> None:
         started = time.monotonic()
         try:
+            torch.set_num_threads(self.threads)
             generator = self.generator
             if generator.device.type == "cpu" and (os.cpu_count() or 1) <= 4:
                 # inductor's pool of compile processes would take the cores the show needs:

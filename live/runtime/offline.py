@@ -27,6 +27,7 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -333,8 +334,9 @@ def render_video(job: OfflineRender, output: Path | None, frames_dir: Path | Non
     done = 0
     interrupted = False
     bar = _progress(job.n_frames, job.settings.progress, desc)
+    source = job.frames() if frames is None else frames
     try:
-        for pixels in (job.frames() if frames is None else frames):
+        for pixels in source:
             if writer is not None:
                 writer.write(pixels)
             if frames_dir is not None:
@@ -345,12 +347,21 @@ def render_video(job: OfflineRender, output: Path | None, frames_dir: Path | Non
         interrupted = True
     finally:
         bar.close()
-        if writer is not None:
-            # close() (not abort()) even when interrupted: a partial render is still a video
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
+        # a second Ctrl-C must not cut the clean-up short (signals: the main thread only)
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+        try:
+            # the frames' generator (its effect stage: a GL context, a readback) is closed
+            # here, not whenever the interpreter collects it: releasing an EGL context during
+            # interpreter shutdown can hang the process after a Ctrl-C
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+            if writer is not None:
+                # close() (not abort()) even when interrupted: a partial render is a video
                 writer.close()
-            finally:
+        finally:
+            if in_main:
                 signal.signal(signal.SIGINT, previous)
     return RenderResult(done, done / float(job.fps), interrupted, output)
 

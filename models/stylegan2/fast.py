@@ -88,11 +88,13 @@ class LiveSynthesis:
 def input_signature(ws: torch.Tensor, noise_mode: str,
                     noise: list[torch.Tensor] | None) -> tuple:
     """What a compiled synthesis is specialised on: each input's shape, layout, dtype, device
-    and whether it is an inference tensor (another dispatch key set to dynamo)."""
+    and whether it is an inference tensor (another dispatch key set to dynamo), and the
+    calling thread's torch thread count (a guard of dynamo's too; it is per thread)."""
     def of(t: torch.Tensor) -> tuple:
         return (tuple(t.shape), t.stride(), t.dtype, t.device, t.is_inference())
 
-    return (of(ws), noise_mode, None if noise is None else tuple(of(m) for m in noise))
+    return (of(ws), noise_mode, None if noise is None else tuple(of(m) for m in noise),
+            torch.get_num_threads())
 
 
 def warmup_noise(G: nn.Module, batch_size: int, device: torch.device
