@@ -166,10 +166,12 @@ def test_ctrl_c_leaves_a_playable_partial_video(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "phosphene", "render", str(audio), "-o", str(out), "--size",
          "64x64", "--fps", "12", "--batch", "1", "--preview"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     err: list[bytes] = []
-    reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read(1), b"")),
-                              daemon=True)
+    # read whatever is there (not a byte per call): a reader that falls behind fills the pipe,
+    # and a child blocked writing its progress bar cannot act on Ctrl-C
+    reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read1(65536),
+                                                             b"")), daemon=True)
     reader.start()
     deadline = time.monotonic() + 120
     # wait for the progress bar to count a few frames ("  5/240 [")
@@ -183,9 +185,11 @@ def test_ctrl_c_leaves_a_playable_partial_video(tmp_path):
     proc.send_signal(signal.SIGINT)
     try:
         code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        reader.join(timeout=5)
+        raise AssertionError("the render did not end within 60 s of Ctrl-C; it printed:\n"
+                             + b"".join(err).decode(errors="replace")[-3000:]) from None
     reader.join(timeout=5)
     text = b"".join(err).decode(errors="replace")
     assert code == 130, text
