@@ -1,10 +1,8 @@
 """The onset corpus (tools/make_onset_corpus.py), the shipped detector's score on its committed
 subset (tests/data/onsets), and `phosphene bench onsets`."""
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import librosa
@@ -17,6 +15,7 @@ from phosphene.cli import main
 from phosphene.live.analysis.file_analysis import analyze_file
 from phosphene.live.analysis.onset_bench import load_corpus, score
 from phosphene.live.analysis.settings import AnalyzerSettings
+from tool_scripts import tool_module
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET = ROOT / "tests" / "data" / "onsets"
@@ -33,14 +32,7 @@ SUBSET_FILE_F_FLOOR = {"drums": 0.9, "band": 0.65, "piano": 0.55, "plucked": 0.8
 
 
 def corpus_tool():
-    """tools/make_onset_corpus.py as a module (tools/ is scripts, not a package)."""
-    if "make_onset_corpus" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("make_onset_corpus",
-                                                      ROOT / "tools" / "make_onset_corpus.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["make_onset_corpus"] = module  # its dataclasses look their module up
-        spec.loader.exec_module(module)
-    return sys.modules["make_onset_corpus"]
+    return tool_module("make_onset_corpus")
 
 
 def test_the_committed_subset_is_small_and_annotated():

@@ -2,10 +2,8 @@
 their annotations line up with the audio, the split stays by piece, and the shipped detector's
 score on their committed subset (tests/data/onsets/voice_timgm) stays above a floor."""
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import librosa
@@ -16,6 +14,7 @@ import soundfile as sf
 from phosphene.live.analysis.file_analysis import analyze_file
 from phosphene.live.analysis.onset_bench import load_corpus, score
 from phosphene.live.analysis.settings import AnalyzerSettings
+from tool_scripts import tool_module
 
 ROOT = Path(__file__).resolve().parents[1]
 ONSETS = ROOT / "tests" / "data" / "onsets"
@@ -36,14 +35,7 @@ SUBSET_MEAN_F_FLOOR = 0.73
 
 
 def corpus_tool():
-    """tools/make_onset_corpus.py as a module (tools/ is scripts, not a package)."""
-    if "make_onset_corpus" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("make_onset_corpus",
-                                                      ROOT / "tools" / "make_onset_corpus.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["make_onset_corpus"] = module  # its dataclasses look their module up
-        spec.loader.exec_module(module)
-    return sys.modules["make_onset_corpus"]
+    return tool_module("make_onset_corpus")
 
 
 def require(tool: str, package: str) -> None:

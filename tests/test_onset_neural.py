@@ -2,8 +2,6 @@
 training script's torch forward, its shipped weights detect onsets on the committed corpus
 subset, file analysis and live hop-by-hop runs agree, and wrong settings are named."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from phosphene.live.analysis.neural_onsets import (WEIGHTS_PATH, NeuralOnsets, f
                                                    load_weights, sequence_features)
 from phosphene.live.analysis.onset_bench import load_corpus, score
 from phosphene.live.analysis.settings import AnalyzerSettings
+from tool_scripts import tool_module
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET = ROOT / "tests" / "data" / "onsets"
@@ -35,14 +34,7 @@ SUBSET_MEAN_F_FLOOR = 0.74
 
 
 def train_tool():
-    """tools/train_onset_net.py (a script, not a package) as a module: ``OnsetNet``."""
-    if "train_onset_net" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("train_onset_net",
-                                                      ROOT / "tools" / "train_onset_net.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["train_onset_net"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["train_onset_net"]
+    return tool_module("train_onset_net")
 
 
 def analyzer_spectra(path, settings=NEURAL):
