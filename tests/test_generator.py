@@ -380,6 +380,32 @@ def test_compile_for_live_agrees_with_eager():
         torch.testing.assert_close(live(ws2), G.synthesis(ws2), atol=1e-4, rtol=1e-4)
 
 
+def test_compile_for_live_gives_inductor_the_cpu_options(monkeypatch):
+    """On the CPU the compile keeps NCHW and a C++ wrapper (fast.CPU_INDUCTOR_OPTIONS: what
+    took builtin:abstract from 1.3x to ~1.5x eager); torch.compile takes options or a mode,
+    never both. The compile itself is real (torch.compile is only watched)."""
+    from phosphene.models.stylegan2 import fast
+
+    seen = []
+    real_compile = torch.compile
+
+    def watched(fn, **kwargs):
+        seen.append(kwargs)
+        return real_compile(fn, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", watched)
+    G = tiny_generator(img_resolution=8)
+    live = compile_for_live(G)
+    assert len(seen) == 1 and "mode" not in seen[0]
+    assert seen[0]["options"] == {"layout_optimization": False, "cpp_wrapper": True}
+    assert seen[0]["options"] is not fast.CPU_INDUCTOR_OPTIONS    # inductor may not edit ours
+    if live.compiled:
+        assert "layout_optimization=False" in live.reason
+    seen.clear()
+    compile_for_live(G, mode="max-autotune-no-cudagraphs", enable=True)
+    assert seen[0].get("mode") == "max-autotune-no-cudagraphs" and "options" not in seen[0]
+
+
 def test_frame_generator_with_the_compiled_synthesis_matches_eager_with_noise():
     """The live engine's compiled path: FrameGenerator hands the director's noise maps to the
     synthesis as inputs, and the compiled synthesis must see them (noise on and off)."""

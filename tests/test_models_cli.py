@@ -107,3 +107,29 @@ def test_bench_fp16_without_cuda_is_a_clear_error():
     result = phosphene("bench", "generator", "--device", "cpu", "--precision", "fp16")
     assert result.returncode == 1
     assert "fp16 needs a CUDA device" in result.stderr
+
+
+def test_the_compiled_speedup_is_timed_in_turns():
+    """``bench generator --compile``'s ratio comes from alternating calls (a drifting machine
+    must not favour one side): the calls interleave, each gets the same count, and the medians
+    are the callers' own (a slow function is slower)."""
+    import time
+
+    import torch
+
+    from phosphene.models.bench import time_interleaved
+
+    order = []
+
+    def fast(ws):
+        order.append("fast")
+
+    def slow(ws):
+        order.append("slow")
+        time.sleep(0.004)
+
+    fast_s, slow_s = time_interleaved([fast, slow], torch.zeros(1), torch.device("cpu"),
+                                      frames=20)
+    timed = order[6:]                         # after three warm-up calls of each
+    assert timed == ["fast", "slow"] * 20
+    assert slow_s >= 0.004 > fast_s

@@ -21,6 +21,17 @@ log = logging.getLogger(__name__)
 # fp32 compiled kernels reorder sums; fp16 blocks are looser still.
 _AGREE_ATOL = {torch.float32: 1e-3, torch.float16: 5e-2}
 
+# Inductor's settings for the CPU, measured on builtin:abstract 256x256, one torch thread, on
+# the 2-core dev VM (docs/benchmarks.md, "The compiled live synthesis on the CPU"):
+# - layout_optimization off: otherwise inductor runs the convolutions channels-last, and a net
+#   with 4-8 channels at its top resolutions then vectorises every bias/lrelu kernel over those
+#   4 channels -- half-empty vectors, 65536 iterations per 256x256 map -- instead of along a row;
+# - cpp_wrapper: the compiled frame calls its ~60 external convolutions from generated C++
+#   instead of a Python wrapper (about 1 ms a frame); it adds ~20 s to a compile, which the
+#   live engine runs in the background while eager frames go on.
+# Together 1.3x -> ~1.5x the eager network. CUDA keeps mode="reduce-overhead" (CUDA graphs).
+CPU_INDUCTOR_OPTIONS = {"layout_optimization": False, "cpp_wrapper": True}
+
 
 class LiveSynthesis:
     """Calls a (possibly compiled) synthesis network; ``compiled`` says which one runs."""
@@ -127,6 +138,9 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
     device = G.device if hasattr(G, "device") else next(G.parameters()).device
     if mode is None:
         mode = "reduce-overhead" if device.type == "cuda" else "default"
+    # torch.compile takes a mode or options, not both; the CPU's default mode gets its options
+    how = {"options": dict(CPU_INDUCTOR_OPTIONS)} if device.type == "cpu" and mode == "default" \
+        else {"mode": mode}
 
     with torch.inference_mode():
         # an inference tensor, as the live path's ws are (FrameGenerator makes them in
@@ -139,7 +153,7 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
     if noise_mode == "const" and noise is None:
         live.noise_mode = "none"      # no noise to add: the live path asks for none
     try:
-        compiled = torch.compile(live._eager, mode=mode, dynamic=False, fullgraph=False)
+        compiled = torch.compile(live._eager, dynamic=False, fullgraph=False, **how)
         with torch.inference_mode():
             reference = live._eager(ws, live.noise_mode, noise).clone()
             for _ in range(3):  # CUDA graphs record on the 2nd/3rd call
@@ -161,5 +175,6 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
     live.compiled = True
     live._signature = input_signature(ws, live.noise_mode, noise)
     live.static_noise = noise is not None
-    live.reason = f"torch.compile mode={mode}"
+    live.reason = f"torch.compile mode={mode}" + (" (CPU options: " + ", ".join(
+        f"{k}={v}" for k, v in CPU_INDUCTOR_OPTIONS.items()) + ")" if "options" in how else "")
     return live
