@@ -5,8 +5,11 @@ eager, fp32 (``force_fp32=True``), no graph -- how NVlabs' code runs it. Speed-u
 taken in one run, so the machine's clock and load cancel out.
 
 - checks: CUDA fp32 against CPU fp32 (same weights, TF32 off so "fp32" means fp32), fp16
-  against fp32, a captured CUDA graph against eager, ``compile_for_live`` against eager. Each
-  records the max abs difference, the output's scale and the tolerance it was held to.
+  against fp32, a captured CUDA graph against eager, ``compile_for_live`` against eager, and the
+  compiled synthesis called from another thread than the one that compiled it (the live engine
+  compiles on a background thread and renders on its worker thread) against the same call on
+  the compiling thread. Each records the max abs difference, the output's scale and the
+  tolerance it was held to.
 - timings: per net and batch, the reference, then eager fp16, CUDA graph fp32/fp16 (cheap to
   capture) and, while the time cap allows, ``compile_for_live`` (expensive: one compile per net,
   batch and precision, most important first).
@@ -18,6 +21,7 @@ with the reason; failures are recorded as errors and the rest still runs.
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +42,7 @@ RTOL = {
     "graph_vs_eager": 1e-5,      # the same kernels replayed: should be exact
     "compiled_vs_eager": 1e-3,   # fused kernels reorder sums (fast.py's fp32 tolerance)
     "compiled_vs_eager_fp16": 5e-2,
+    "compiled_other_thread": 0.0,   # the same compiled code on the same inputs: identical
 }
 # Rough cost of one compile_for_live, to decide whether one still fits the time cap.
 COMPILE_ESTIMATE_S = {"cuda": 60.0, "cpu": 20.0}
@@ -67,9 +72,9 @@ def _seeded(config: GeneratorConfig) -> torch.nn.Module:
 def _ws(G: torch.nn.Module, batch: int, device: torch.device) -> torch.Tensor:
     gen = torch.Generator(device="cpu").manual_seed(1000 + batch)
     z = torch.randn([batch, G.z_dim], generator=gen)
-    with torch.inference_mode():
+    with torch.inference_mode():    # an inference tensor, as the live path's ws are
         ws = G.mapping(z.to(next(G.parameters()).device), None)
-    return ws.to(device).contiguous()
+        return ws.to(device).contiguous().clone()
 
 
 def _diff(out: torch.Tensor, ref: torch.Tensor, rtol: float) -> dict[str, Any]:
@@ -263,6 +268,7 @@ class SynthesisBench:
             fp16 = self.is_cuda            # the live path's precision on this device
             live = self.compiled(label, 1, fp16)
             noise = warmup_noise(G, 1, self.device)    # the live path hands noise maps in
+            eager_before = live.eager_calls
             with torch.inference_mode():
                 ref = G.synthesis(ws, noise_mode=NOISE_MODE, force_fp32=not fp16, noise=noise)
                 out = live(ws, noise=noise)
@@ -273,6 +279,40 @@ class SynthesisBench:
             if not live.compiled:          # fell back to eager: nothing compiled was checked
                 result["status"] = "fail" if "differs" in live.reason else "skipped"
                 result["reason"] = live.reason
+            elif live.eager_calls != eager_before:   # compiled, but this call was not
+                result["status"] = "fail"
+                result["reason"] = "the call ran eager (its inputs are not what was compiled)"
+            return result
+
+        def compiled_other_thread():
+            fp16 = self.is_cuda
+            live = self.compiled(label, 1, fp16)
+            if not live.compiled:
+                return {"status": "skipped", "reason": live.reason}
+            noise = warmup_noise(G, 1, self.device)
+            with torch.inference_mode():
+                here = live(ws, noise=noise).clone()
+            threads, eager_before = torch.get_num_threads(), live.eager_calls
+            there: dict[str, Any] = {}
+
+            def call() -> None:            # as the generator's worker thread calls it
+                try:
+                    torch.set_num_threads(threads)    # per thread; the compile guards on it
+                    with torch.inference_mode():
+                        there["out"] = live(ws, noise=noise).clone()
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    there["error"] = exc
+
+            worker = threading.Thread(target=call, name="bench-worker")
+            worker.start()
+            worker.join()
+            if "error" in there:
+                raise there["error"]
+            result = {**_diff(there["out"], here, RTOL["compiled_other_thread"]),
+                      "how": live.reason}
+            if not live.compiled or live.eager_calls != eager_before:
+                result["status"] = "fail"      # it ran, but not the compiled code
+                result["reason"] = f"the other thread's call ran eager: {live.reason}"
             return result
 
         guarded("cuda_vs_cpu_fp32", cuda_vs_cpu)
@@ -280,6 +320,7 @@ class SynthesisBench:
         guarded("graph_vs_eager", graph_vs_eager)
         guarded("compiled_vs_eager", compiled_vs_eager,
                 needs_s=0.0 if self.quick else COMPILE_ESTIMATE_S[self.device.type])
+        guarded("compiled_other_thread", compiled_other_thread)
         return results
 
     # -- timings ---------------------------------------------------------------------------
@@ -338,7 +379,11 @@ class SynthesisBench:
 
                     def fn(ws, live=live, noise=noise):     # as the live path calls it
                         return live(ws, noise=noise)
+                eager_before = live.eager_calls if variant == "compiled" else 0
                 seconds = time_synthesis(fn, ws, self.device, self.frames, self.min_seconds)
+                if variant == "compiled" and live.eager_calls != eager_before:
+                    extra["ran_eager"] = True    # an eager timing must not pass as compiled
+                    extra["compiled"] = False
                 ms = 1e3 * seconds
                 if variant == "reference":
                     reference_ms[(label, batch)] = ms

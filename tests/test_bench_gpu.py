@@ -15,7 +15,7 @@ from phosphene.models.bench_gpu import _diff
 
 SECTIONS = ("correctness", "synthesis", "live", "offline")
 CHECKS = ("cuda_vs_cpu_fp32", "fp16_vs_fp32", "graph_vs_eager", "compiled_vs_eager",
-          "upload_vs_host_copy")
+          "compiled_other_thread", "upload_vs_host_copy")
 
 
 def _phosphene(*args, timeout=300):
@@ -51,6 +51,14 @@ def test_quick_cpu_run_records_every_section(tmp_path):
     assert checks["upload_vs_host_copy"]["status"] == "pass"
     assert checks["upload_vs_host_copy"]["texture_max_abs_diff"] == 0
     assert checks["compiled_vs_eager"]["status"] in ("pass", "skipped")   # no compiler: skipped
+    # the live engine's threads: compiled on one, called on another, the same frame
+    assert checks["compiled_other_thread"]["status"] == checks["compiled_vs_eager"]["status"]
+    if checks["compiled_vs_eager"]["status"] == "pass":
+        # a "compiled" timing is of compiled code: none of its calls fell back to eager
+        compiled_rows = [row for row in r["sections"]["synthesis"]["rows"]
+                         if row["variant"] == "compiled"]
+        assert compiled_rows and all(row["compiled"] and not row.get("ran_eager")
+                                     for row in compiled_rows)
     assert r["all_checks_pass"] is True
 
     synthesis = r["sections"]["synthesis"]

@@ -404,6 +404,33 @@ def test_compile_for_live_gives_inductor_the_cpu_options(monkeypatch):
     seen.clear()
     compile_for_live(G, mode="max-autotune-no-cudagraphs", enable=True)
     assert seen[0].get("mode") == "max-autotune-no-cudagraphs" and "options" not in seen[0]
+    # CUDA (not runnable here; `bench gpu` checks it there): inductor's default mode captured
+    # in a plain CUDA graph -- not reduce-overhead, whose graph trees fail on another thread
+    assert fast.compile_plan("cuda", None) == ({"mode": "default"}, True)
+    assert fast.compile_plan("mps", None) == ({"mode": "default"}, False)
+    assert fast.compile_plan("cuda", "reduce-overhead") == ({"mode": "reduce-overhead"}, False)
+
+
+def test_the_compiled_synthesis_takes_plain_tensors_without_falling_back():
+    """Callers outside the live path (bench gpu, scripts) hand in ordinary tensors, not the
+    inference tensors the compile saw; they must still run the compiled code (bench gpu once
+    timed eager frames as "compiled" because of this)."""
+    G = tiny_generator(img_resolution=8)
+    live = compile_for_live(G)
+    if not live.compiled:
+        pytest.skip(f"no compiled synthesis on this machine: {live.reason}")
+    live.stance = "fail_on_recompile"
+    from phosphene.models.stylegan2.fast import warmup_noise
+
+    ws = G.mapping(torch.randn(1, G.z_dim), None).detach()
+    maps = warmup_noise(G, 1, torch.device("cpu"))
+    noise = None if maps is None else [m.clone() for m in maps]    # plain copies
+    assert not ws.is_inference() and all(not m.is_inference() for m in noise or [])
+    out = live(ws, noise=noise)
+    assert live.eager_calls == 0
+    with torch.no_grad():
+        torch.testing.assert_close(out, G.synthesis(ws, noise_mode=live.noise_mode, noise=noise),
+                                   atol=1e-4, rtol=1e-4)
 
 
 def test_frame_generator_with_the_compiled_synthesis_matches_eager_with_noise():

@@ -2,11 +2,17 @@
 
 ``compile_for_live(G)`` returns a :class:`LiveSynthesis` whose ``__call__(ws, noise_mode=...)``
 renders like ``G.synthesis(ws, noise_mode=...)`` (the live engine's ``FrameGenerator`` uses it in
-place of ``G.synthesis`` with ``phosphene live --compile`` or a preset's ``generator.compile``). It tries ``torch.compile`` -- on CUDA with
-``mode="reduce-overhead"``, which captures the whole network in a CUDA graph so a batch-1 frame
-costs one graph launch instead of ~100 kernel launches -- warms it up, checks the compiled
-output against eager on the same ws, and falls back to eager (logging why) when compilation is
-unavailable (no C++ compiler, unsupported backend such as some MPS builds) or disagrees.
+place of ``G.synthesis``; ``live_compile.py`` decides when). It tries ``torch.compile``, warms it
+up, checks the compiled output against eager on the same ws, and falls back to eager (logging
+why) when compilation is unavailable (no C++ compiler, unsupported backend such as some MPS
+builds) or disagrees.
+
+On CUDA the compiled network is then captured in a plain CUDA graph (:class:`CudaGraphCall`):
+static ws, noise and output buffers, so a batch-1 frame costs one graph launch instead of ~100
+kernel launches. Not ``mode="reduce-overhead"``: its CUDA graph trees keep their state in the
+thread that first compiled (torch 2.11 asserts when another Python thread calls the function,
+pytorch/pytorch#123177), and the live engine compiles on a background thread and renders on
+the generator's worker thread. A plain graph replays on whichever thread and stream call it.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ _AGREE_ATOL = {torch.float32: 1e-3, torch.float16: 5e-2}
 # - cpp_wrapper: the compiled frame calls its ~60 external convolutions from generated C++
 #   instead of a Python wrapper (about 1 ms a frame); it adds ~20 s to a compile, which the
 #   live engine runs in the background while eager frames go on.
-# Together 1.3x -> ~1.5x the eager network. CUDA keeps mode="reduce-overhead" (CUDA graphs).
+# Together 1.3x -> ~1.47x the eager network. CUDA: inductor's default mode, then a CUDA graph.
 CPU_INDUCTOR_OPTIONS = {"layout_optimization": False, "cpp_wrapper": True}
 
 
@@ -78,6 +84,10 @@ class LiveSynthesis:
         with torch.inference_mode():
             if not self.compiled:
                 return self._fn(ws, mode, noise)
+            # plain tensors from callers outside the live path (benchmarks, scripts) as
+            # inference tensors, which is what was compiled: a copy of a few KB, not a guard miss
+            ws = _as_inference(ws)
+            noise = None if noise is None else [_as_inference(m) for m in noise]
             if input_signature(ws, mode, noise) != self._signature:
                 # inputs the compile did not see (another layout, noise or none): eager
                 self.eager_calls += 1
@@ -94,6 +104,58 @@ class LiveSynthesis:
                 log.error("live synthesis: %s", self.reason)
                 return self._eager(ws, mode, noise)
         return out.clone() if out.is_cuda else out
+
+
+class CudaGraphCall:
+    """A compiled synthesis captured in one CUDA graph, called like ``LiveSynthesis._eager``.
+
+    The capture reads ``ws`` and the noise maps from static buffers this object owns; a call
+    copies the caller's tensors into them (on the caller's current stream), replays the graph
+    there and returns the static output, which the next call overwrites. Replaying is a CUDA
+    call like any other: any thread may do it (one at a time), which CUDA graph trees are not
+    (see the module's docstring)."""
+
+    def __init__(self, fn, ws: torch.Tensor, noise_mode: str,
+                 noise: list[torch.Tensor] | None, warmup_calls: int = 3) -> None:
+        self.noise_mode = noise_mode
+        self.ws = ws.clone()
+        self.noise = None if noise is None else [m.clone() for m in noise]
+        device = ws.device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):        # warm-up (Triton autotuning, cuDNN plans) off the
+            for _ in range(warmup_calls):    # default stream, as capture requires
+                fn(self.ws, noise_mode, self.noise)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = fn(self.ws, noise_mode, self.noise)
+
+    def __call__(self, ws: torch.Tensor, noise_mode: str | None = None,
+                 noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        self.ws.copy_(ws)
+        if self.noise is not None and noise is not None:
+            for static, new in zip(self.noise, noise):
+                static.copy_(new)
+        self.graph.replay()
+        return self.out
+
+
+def compile_plan(device_type: str, mode: str | None) -> tuple[dict, bool]:
+    """How ``compile_for_live`` compiles on a device: ``torch.compile``'s keyword arguments (a
+    mode or options, never both) and whether the result is captured in a CUDA graph."""
+    if mode is not None:
+        return {"mode": mode}, False          # the caller's choice, as torch.compile gives it
+    if device_type == "cuda":
+        return {"mode": "default"}, True
+    if device_type == "cpu":
+        return {"options": dict(CPU_INDUCTOR_OPTIONS)}, False
+    return {"mode": "default"}, False
+
+
+def _as_inference(t: torch.Tensor) -> torch.Tensor:
+    """``t`` if it is an inference tensor, else a copy made in inference mode (same strides)."""
+    return t if t.is_inference() else t.clone()
 
 
 def input_signature(ws: torch.Tensor, noise_mode: str,
@@ -128,19 +190,18 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
                      enable: bool = True) -> LiveSynthesis:
     """Compile ``G.synthesis`` for repeated calls at one batch size; fall back cleanly.
 
-    ``noise_mode='random'`` is compiled too (the RNG call is traced), but CUDA graphs replay
-    it, so the live path normally uses 'const'.
+    ``mode``: None = this device's plan (``compile_plan``: on CUDA a CUDA graph around
+    inductor's default mode, on the CPU ``CPU_INDUCTOR_OPTIONS``); a torch.compile mode is
+    used as given (``"reduce-overhead"`` then only works on the thread that compiled).
+    ``noise_mode='random'`` is compiled too (the RNG call is traced), but a CUDA graph replays
+    the same draw, so the live path uses 'const' with its own maps.
     """
     live = LiveSynthesis(G, batch_size, noise_mode, force_fp32)
     if not enable:
         live.reason = "compilation disabled"
         return live
     device = G.device if hasattr(G, "device") else next(G.parameters()).device
-    if mode is None:
-        mode = "reduce-overhead" if device.type == "cuda" else "default"
-    # torch.compile takes a mode or options, not both; the CPU's default mode gets its options
-    how = {"options": dict(CPU_INDUCTOR_OPTIONS)} if device.type == "cpu" and mode == "default" \
-        else {"mode": mode}
+    how, capture = compile_plan(device.type, mode)
 
     with torch.inference_mode():
         # an inference tensor, as the live path's ws are (FrameGenerator makes them in
@@ -156,11 +217,17 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
         compiled = torch.compile(live._eager, dynamic=False, fullgraph=False, **how)
         with torch.inference_mode():
             reference = live._eager(ws, live.noise_mode, noise).clone()
-            for _ in range(3):  # CUDA graphs record on the 2nd/3rd call
-                # called as __call__ calls it (noise_mode and noise given): another argument
-                # is another dynamo guard, and the first live frame would compile again
-                out = compiled(ws, live.noise_mode, noise)
+            # called as __call__ calls it (noise_mode and noise given): another argument is
+            # another dynamo guard, and the first live frame would compile again
+            fn = CudaGraphCall(compiled, ws, live.noise_mode, noise) if capture else compiled
+            for _ in range(1 if capture else 3):
+                out = fn(ws, live.noise_mode, noise)
             diff = (out.float() - reference.float()).abs().max().item()
+            if capture:     # another ws through the graph: it must read its input buffers
+                other = ws.flip(1)
+                out = fn(other, live.noise_mode, noise)
+                diff = max(diff, (out.float() - live._eager(other, live.noise_mode, noise)
+                                  .float()).abs().max().item())
     except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eager
         live.reason = f"torch.compile unavailable ({type(exc).__name__}: {str(exc)[:200]})"
         log.warning("live synthesis runs eager: %s", live.reason)
@@ -171,10 +238,14 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
         live.reason = f"compiled output differs from eager by {diff:.3g}"
         log.warning("live synthesis runs eager: %s", live.reason)
         return live
-    live._fn = compiled
+    live._fn = fn
     live.compiled = True
     live._signature = input_signature(ws, live.noise_mode, noise)
     live.static_noise = noise is not None
-    live.reason = f"torch.compile mode={mode}" + (" (CPU options: " + ", ".join(
-        f"{k}={v}" for k, v in CPU_INDUCTOR_OPTIONS.items()) + ")" if "options" in how else "")
+    if "options" in how:
+        live.reason = "torch.compile (CPU options: " + ", ".join(
+            f"{k}={v}" for k, v in how["options"].items()) + ")"
+    else:
+        live.reason = f"torch.compile mode={how['mode']}" + (", captured in a CUDA graph"
+                                                            if capture else "")
     return live
