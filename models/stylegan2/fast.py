@@ -128,7 +128,9 @@ class CudaGraphCall:
                 fn(self.ws, noise_mode, self.noise)
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: the live show keeps rendering eager frames on its worker thread while
+        # the compile thread captures; "global" would make their CUDA calls fail meanwhile
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.out = fn(self.ws, noise_mode, self.noise)
 
     def __call__(self, ws: torch.Tensor, noise_mode: str | None = None,
