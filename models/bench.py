@@ -122,6 +122,9 @@ def run_generator_bench(model, sizes, arch, device, precisions, batches, frames=
                     c[:, 0] = 1
                 with torch.inference_mode():
                     ws = G.mapping(z, c).contiguous()
+
+                def eager(ws, G=G, force_fp32=force_fp32):
+                    return G.synthesis(ws, force_fp32=force_fp32)
                 if compiled:
                     live = compile_for_live(G, batch_size=1, force_fp32=force_fp32)
                     noise = warmup_noise(G, 1, device)
@@ -132,17 +135,11 @@ def run_generator_bench(model, sizes, arch, device, precisions, batches, frames=
                     with torch.inference_mode():    # the same frame, eager: how close?
                         diff = (fn(ws) - G.synthesis(ws, force_fp32=force_fp32,
                                                      noise=noise)).abs().max().item()
-                else:
-                    def fn(ws, G=G, force_fp32=force_fp32):
-                        return G.synthesis(ws, force_fp32=force_fp32)
-                    tag = ""
-                if compiled:
                     # the ratio from alternating eager and compiled frames of the same ws
-                    def eager_fn(ws, G=G, force_fp32=force_fp32):
-                        return G.synthesis(ws, force_fp32=force_fp32)
-                    eager_s, seconds = time_interleaved([eager_fn, fn], ws, device, frames)
+                    eager_s, seconds = time_interleaved([eager, fn], ws, device, frames)
                 else:
-                    seconds = time_synthesis(fn, ws, device, frames)
+                    tag = ""
+                    seconds = time_synthesis(eager, ws, device, frames)
                 row = {"net": label, "precision": precision + (f" {tag}" if tag else ""),
                        "batch": batch, "ms_per_batch": seconds * 1e3,
                        "images_per_s": batch / seconds}

@@ -32,7 +32,7 @@ from phosphene.models.bench import config_f, time_synthesis
 from phosphene.models.builtin import build_abstract
 from phosphene.models.loading import load_generator
 from phosphene.models.stylegan2 import Generator, GeneratorConfig
-from phosphene.models.stylegan2.fast import compile_for_live, warmup_noise
+from phosphene.models.stylegan2.fast import CudaGraphCall, compile_for_live, warmup_noise
 
 # Tolerances, relative to the reference output's scale max(1, max|out|): an untrained net's
 # output is not confined to [-1, 1], and a fixed atol would mean different things per net.
@@ -93,36 +93,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class CudaGraphSynthesis:
-    """``G.synthesis`` at one batch size captured as a CUDA graph: static ws and noise maps in
-    (the live path's inputs, filled in place), static image out (overwritten by the next call).
-    Eager kernels, one launch -- the cheap way to see what launch overhead costs, without a
-    compiler."""
+class CudaGraphSynthesis(CudaGraphCall):
+    """``G.synthesis`` at one batch size captured as a CUDA graph (``fast.CudaGraphCall``, as
+    the live path captures its compiled synthesis): static ws and noise maps in, static image
+    out (overwritten by the next call). Eager kernels, one launch -- the cheap way to see what
+    launch overhead costs, without a compiler."""
 
     def __init__(self, G: torch.nn.Module, ws: torch.Tensor, force_fp32: bool):
-        self.static_ws = ws.clone()
-        self.static_noise = warmup_noise(G, ws.shape[0], ws.device)
+        def synthesis(ws, noise_mode, noise):
+            return G.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32, noise=noise)
+
         with torch.inference_mode():
-            stream = torch.cuda.Stream(ws.device)
-            stream.wait_stream(torch.cuda.current_stream(ws.device))
-            with torch.cuda.stream(stream):           # warm-up off the default stream
-                for _ in range(3):
-                    G.synthesis(self.static_ws, noise_mode=NOISE_MODE, force_fp32=force_fp32,
-                                noise=self.static_noise)
-            torch.cuda.current_stream(ws.device).wait_stream(stream)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.static_out = G.synthesis(self.static_ws, noise_mode=NOISE_MODE,
-                                              force_fp32=force_fp32, noise=self.static_noise)
+            super().__init__(synthesis, ws, NOISE_MODE,
+                             warmup_noise(G, ws.shape[0], ws.device))
+
+    @property
+    def static_noise(self) -> list[torch.Tensor] | None:
+        return self.noise
 
     def __call__(self, ws: torch.Tensor, noise: list[torch.Tensor] | None = None
                  ) -> torch.Tensor:
-        self.static_ws.copy_(ws)
-        if noise is not None and self.static_noise is not None:
-            for static, new in zip(self.static_noise, noise):
-                static.copy_(new)
-        self.graph.replay()
-        return self.static_out
+        return super().__call__(ws, NOISE_MODE, noise)
 
 
 class SynthesisBench:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import sys
 import time
 import warnings
@@ -57,14 +56,15 @@ FINAL_GRID = {"mean_weight": (0.0, 1.0, 1.5), "max_ms": (30.0, 50.0),
 
 
 def tune_onsets():
-    """tools/tune_onsets.py (a script, not a package) as a module: its ``record`` and ``pick``."""
-    if "tune_onsets" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("tune_onsets",
-                                                      ROOT / "tools" / "tune_onsets.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["tune_onsets"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["tune_onsets"]
+    """tools/tune_onsets.py, the sibling script: its ``record`` and ``pick`` (imported on
+    first use; the tools folder is on the path when this runs as a script, not always when
+    a test imports it)."""
+    tools = str(ROOT / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    import tune_onsets
+
+    return tune_onsets
 
 
 class OnsetNet(nn.Module):

@@ -35,7 +35,8 @@ from scipy.signal import lfilter, lfilter_zi
 
 from phosphene.audio_file import sanitize_audio
 from phosphene.errors import PhospheneError
-from phosphene.live.analysis.settings import ONSET_DETECTOR_DEFAULTS, AnalyzerSettings
+from phosphene.live.analysis.settings import (FLUX_KNOBS, ONSET_DETECTOR_DEFAULTS,
+                                              AnalyzerSettings)
 from phosphene.live.analysis.envelopes import (FLUSH_BELOW, EnvelopeFollower, SlowGain,
                                                smoothing_retain)
 from phosphene.live.analysis.features import FeatureFrame
@@ -133,7 +134,6 @@ class Analyzer:
         # object when its filterbank and flux knobs are the classic ones.
         op = s.onset_params()
         classic = ONSET_DETECTOR_DEFAULTS["classic"]
-        flux_knobs = ("bands_per_octave", "log_multiplier", "max_filter_bands", "diff_ratio")
         self._accent_flux = SuperFlux(sr, n_fft, hop, s.onset_bands, s.onset_fmin_hz,
                                       s.onset_fmax_hz, classic["log_multiplier"],
                                       classic["max_filter_bands"], classic["diff_ratio"],
@@ -142,7 +142,7 @@ class Analyzer:
         if s.onset_detector == "neural":
             # the network's activation takes the flux's place (the same process(mag, gain))
             self._flux = NeuralOnsets(sr, n_fft)
-        elif any(op[k] != classic[k] for k in flux_knobs):
+        elif any(op[k] != classic[k] for k in FLUX_KNOBS):
             self._flux = SuperFlux(sr, n_fft, hop, s.onset_bands, s.onset_fmin_hz,
                                    s.onset_fmax_hz, op["log_multiplier"],
                                    op["max_filter_bands"], op["diff_ratio"],

@@ -86,8 +86,10 @@ class LiveSynthesis:
                 return self._fn(ws, mode, noise)
             # plain tensors from callers outside the live path (benchmarks, scripts) as
             # inference tensors, which is what was compiled: a copy of a few KB, not a guard miss
-            ws = _as_inference(ws)
-            noise = None if noise is None else [_as_inference(m) for m in noise]
+            if not ws.is_inference():
+                ws = ws.clone()
+            if noise is not None and not all(m.is_inference() for m in noise):
+                noise = [m if m.is_inference() else m.clone() for m in noise]
             if input_signature(ws, mode, noise) != self._signature:
                 # inputs the compile did not see (another layout, noise or none): eager
                 self.eager_calls += 1
@@ -117,7 +119,6 @@ class CudaGraphCall:
 
     def __init__(self, fn, ws: torch.Tensor, noise_mode: str,
                  noise: list[torch.Tensor] | None, warmup_calls: int = 3) -> None:
-        self.noise_mode = noise_mode
         self.ws = ws.clone()
         self.noise = None if noise is None else [m.clone() for m in noise]
         device = ws.device
@@ -153,11 +154,6 @@ def compile_plan(device_type: str, mode: str | None) -> tuple[dict, bool]:
     if device_type == "cpu":
         return {"options": dict(CPU_INDUCTOR_OPTIONS)}, False
     return {"mode": "default"}, False
-
-
-def _as_inference(t: torch.Tensor) -> torch.Tensor:
-    """``t`` if it is an inference tensor, else a copy made in inference mode (same strides)."""
-    return t if t.is_inference() else t.clone()
 
 
 def input_signature(ws: torch.Tensor, noise_mode: str,
