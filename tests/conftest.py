@@ -1,6 +1,7 @@
 """Fixtures shared by several test modules."""
 
 import os
+import tempfile
 
 import pytest
 
@@ -28,3 +29,8 @@ def pulse(tmp_path, monkeypatch):
 # The live engine compiles its synthesis in the background by default (live_compile.py); the
 # suite's many short shows would spend their CPU on that. Tests of the compiled path ask for it.
 os.environ.setdefault("PHOSPHENE_COMPILE", "off")
+
+# Nothing a test makes goes into the user's cache folder (models/cache.py): one folder for the
+# session, shared by the tests (compiled synthesis packages built once serve the tests after);
+# tests of a cache itself point PHOSPHENE_CACHE_DIR at a folder of their own.
+os.environ.setdefault("PHOSPHENE_CACHE_DIR", tempfile.mkdtemp(prefix="phosphene-test-cache-"))

@@ -380,35 +380,83 @@ def test_compile_for_live_agrees_with_eager():
         torch.testing.assert_close(live(ws2), G.synthesis(ws2), atol=1e-4, rtol=1e-4)
 
 
-def test_compile_for_live_gives_inductor_the_cpu_options(monkeypatch):
-    """On the CPU the compile keeps NCHW and a C++ wrapper (fast.CPU_INDUCTOR_OPTIONS: what
-    took builtin:abstract from 1.3x to ~1.5x eager); torch.compile takes options or a mode,
-    never both. The compile itself is real (torch.compile is only watched)."""
-    from phosphene.models.stylegan2 import fast
+def test_the_cpu_compile_is_built_in_a_child_process_and_cached(tmp_path, monkeypatch):
+    """On the CPU the compiled synthesis is an AOTInductor package built by a child process
+    (aot.py: a compile in the show's process held its interpreter lock and starved the audio).
+    This process neither traces nor compiles: torch.export and torch.compile raise here. The
+    package holds no weights, so another network of the same architecture is served from the
+    cache and renders its own weights, and a damaged package is built again."""
+    from phosphene.models.stylegan2 import aot, fast
 
-    seen = []
-    real_compile = torch.compile
+    from phosphene.live.runtime.live_compile import cpp_compiler
 
-    def watched(fn, **kwargs):
-        seen.append(kwargs)
-        return real_compile(fn, **kwargs)
+    if cpp_compiler() is None:
+        pytest.skip("AOTInductor needs a C++ compiler")
+    monkeypatch.setenv("PHOSPHENE_CACHE_DIR", str(tmp_path / "cache"))
 
-    monkeypatch.setattr(torch, "compile", watched)
-    G = tiny_generator(img_resolution=8)
+    def not_here(*args, **kwargs):
+        raise AssertionError("traced or compiled in the show's process")
+
+    monkeypatch.setattr(torch, "compile", not_here)
+    monkeypatch.setattr(torch.export, "export", not_here)
+    # no noise: the calls below take no maps, as the package was built for (another input
+    # signature would run eager and prove nothing; eager_calls counts those)
+    G = tiny_generator(img_resolution=8, noise_strength=0.0)
     live = compile_for_live(G)
-    assert len(seen) == 1 and "mode" not in seen[0]
-    assert seen[0]["options"] == {"layout_optimization": False, "cpp_wrapper": True}
-    assert seen[0]["options"] is not fast.CPU_INDUCTOR_OPTIONS    # inductor may not edit ours
-    if live.compiled:
-        assert "layout_optimization=False" in live.reason
-    seen.clear()
-    compile_for_live(G, mode="max-autotune-no-cudagraphs", enable=True)
-    assert seen[0].get("mode") == "max-autotune-no-cudagraphs" and "options" not in seen[0]
-    # CUDA (not runnable here; `bench gpu` checks it there): inductor's default mode captured
-    # in a plain CUDA graph -- not reduce-overhead, whose graph trees fail on another thread
-    assert fast.compile_plan("cuda", None) == ({"mode": "default"}, True)
-    assert fast.compile_plan("mps", None) == ({"mode": "default"}, False)
-    assert fast.compile_plan("cuda", "reduce-overhead") == ({"mode": "reduce-overhead"}, False)
+    assert live.compiled, live.reason
+    assert "AOTInductor package" in live.reason and "built in" in live.reason
+    packages = list((tmp_path / "cache" / "compiled").glob("synthesis-*.pt2"))
+    assert len(packages) == 1
+    assert not list((tmp_path / "cache" / "compiled").glob("partial-*"))
+    assert not list((tmp_path / "cache" / "compiled").glob("build-*"))   # job folders go
+    ws = G.mapping(torch.randn(1, G.z_dim), None).detach()
+    with torch.no_grad():
+        torch.testing.assert_close(live(ws), G.synthesis(ws, noise_mode=live.noise_mode),
+                                   atol=1e-4, rtol=1e-4)
+
+    other = tiny_generator(img_resolution=8, seed=7, noise_strength=0.0)   # other weights
+    served = compile_for_live(other)
+    assert served.compiled and "cached package" in served.reason, served.reason
+    with torch.no_grad():
+        expected = other.synthesis(ws, noise_mode=served.noise_mode)
+        assert (expected - G.synthesis(ws, noise_mode=served.noise_mode)).abs().max() > 1e-2
+    torch.testing.assert_close(served(ws), expected, atol=1e-4, rtol=1e-4)
+
+    packages[0].write_bytes(b"not a package")              # a damaged cache file
+    rebuilt = compile_for_live(other)
+    assert rebuilt.compiled and "built in" in rebuilt.reason, rebuilt.reason
+    torch.testing.assert_close(rebuilt(ws), expected, atol=1e-4, rtol=1e-4)
+    assert live.eager_calls == served.eager_calls == rebuilt.eager_calls == 0
+
+    # the plan for each device: CUDA (not runnable here; `bench gpu` checks it there) is
+    # inductor's default mode captured in a plain CUDA graph -- not reduce-overhead, whose
+    # graph trees fail on another thread; an explicit mode is a plain torch.compile
+    assert fast.compile_plan("cpu", None) == ("ahead", {"layout_optimization": False})
+    assert fast.compile_plan("cuda", None) == ("graph", {"mode": "default"})
+    assert fast.compile_plan("mps", None) == ("compile", {"mode": "default"})
+    assert fast.compile_plan("cpu", "max-autotune") == ("compile", {"mode": "max-autotune"})
+    assert aot.INDUCTOR_CONFIGS == {"layout_optimization": False}
+
+
+def test_the_package_key_follows_the_architecture_and_inputs_not_the_weights():
+    from phosphene.models.stylegan2 import aot
+
+    G, other = tiny_generator(img_resolution=8), tiny_generator(img_resolution=8, seed=7)
+    shape = (1, G.num_ws, G.w_dim)
+    key = aot.package_key(G.synthesis, shape, "none", None, False, 1)
+    assert aot.package_key(other.synthesis, shape, "none", None, False, 1) == key
+    assert aot.package_key(tiny_generator(img_resolution=16).synthesis,
+                           (1, tiny_generator(img_resolution=16).num_ws, G.w_dim),
+                           "none", None, False, 1) != key
+    assert aot.package_key(G.synthesis, (2,) + shape[1:], "none", None, False, 1) != key
+    assert aot.package_key(G.synthesis, shape, "none", None, True, 1) != key
+    assert aot.package_key(G.synthesis, shape, "none", None, False, 2) != key
+    assert aot.package_key(G.synthesis, shape, "const", [(1, 1, 4, 4)], False, 1) != key
+    clamped = tiny_generator(img_resolution=8)
+    for module in clamped.synthesis.modules():      # a setting that is no tensor's shape
+        if hasattr(module, "conv_clamp"):
+            module.conv_clamp = 128
+    assert aot.package_key(clamped.synthesis, shape, "none", None, False, 1) != key
 
 
 def test_the_compiled_synthesis_takes_plain_tensors_without_falling_back():

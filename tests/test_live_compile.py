@@ -3,6 +3,13 @@ that swaps a checked compiled network in while the show runs eager."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -99,13 +106,11 @@ def test_a_compile_that_fails_leaves_the_show_eager_and_says_why(monkeypatch):
 
 
 @pytest.mark.skipif(not HAS_COMPILER, reason="torch.compile's CPU backend needs a C++ compiler")
-def test_a_live_show_starts_eager_and_reports_the_compiled_synthesis(tmp_path):
-    from torch._inductor import config as inductor_config
-
-    # a real compile, not one inductor's on-disk cache hands back at once (the first picture
-    # must come before it)
-    with inductor_config.patch(force_disable_caches=True):
-        show_with_a_compile(tmp_path)
+def test_a_live_show_starts_eager_and_reports_the_compiled_synthesis(tmp_path, monkeypatch):
+    # a real compile into an empty cache, not a package an earlier test left (the first
+    # picture must come before it)
+    monkeypatch.setenv("PHOSPHENE_CACHE_DIR", str(tmp_path / "cache"))
+    show_with_a_compile(tmp_path)
 
 
 def show_with_a_compile(tmp_path):
@@ -128,6 +133,9 @@ def show_with_a_compile(tmp_path):
     synthesis = report["frames"]["synthesis"]
     assert synthesis["compiled"] is True and synthesis["state"] == "compiled", synthesis
     assert "--compile" in synthesis["why"]
+    # built by a child process into the cache (aot.py), not compiled in the show's process
+    assert "AOTInductor package" in synthesis["reason"] and "built in" in synthesis["reason"]
+    assert list((tmp_path / "cache" / "compiled").glob("synthesis-*.pt2"))
     assert report["frames"]["generated"] > generated
     assert report["errors"] == []
 
@@ -208,3 +216,78 @@ def test_a_compiled_call_that_fails_falls_back_to_eager_for_good():
         assert torch.equal(generator.generate(request), eager.generate(request))
     assert calls == ["const"] and live.compiled is False
     assert "CUDA graph replay failed" in live.reason
+
+
+def _running_builds(timeout: float = 60.0) -> list:
+    """The compile child processes of this process, once there is one."""
+    from phosphene.models.stylegan2 import aot
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with aot._children_lock:
+            running = [p for p in aot._children if p.poll() is None]
+        if running:
+            return running
+        time.sleep(0.05)
+    raise AssertionError("no compile process started")
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="the CPU compile needs a C++ compiler")
+def test_a_show_that_ends_mid_compile_leaves_no_compiler_running(tmp_path, monkeypatch):
+    """The engine's teardown cancels a compile still running: its child process ends, no
+    half-built package stays in the cache, and the report says the show ended first."""
+    monkeypatch.setenv("PHOSPHENE_CACHE_DIR", str(tmp_path / "cache"))
+    generator = FrameGenerator(noisy_generator(resolution=64), "cpu", max_batch=1)
+    synthesis = generator.synthesis
+    job = BackgroundCompile(generator, "test").start()
+    child = _running_builds()[0]
+    job.cancel()
+    assert child.poll() is not None, "the compile process outlived the show"
+    assert job.wait(60)
+    assert job.info["state"] == "eager" and job.info["compiled"] is False
+    assert job.info["reason"] == "the show ended before the compile finished"
+    assert generator.synthesis is synthesis
+    assert not list((tmp_path / "cache").rglob("*.pt2"))
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="the CPU compile needs a C++ compiler")
+def test_a_compile_whose_show_was_killed_stops_too(tmp_path):
+    """A show process killed outright (no teardown) leaves its compile child orphaned; the
+    child notices and ends instead of compiling on for no one."""
+    show = textwrap.dedent(f"""
+        import sys, threading, time
+        from pathlib import Path
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_live_compile import noisy_generator
+        from phosphene.models.stylegan2 import aot
+
+        G = noisy_generator(resolution=64)
+        threading.Thread(target=aot.build_package, daemon=True, args=(
+            G.synthesis, (1, G.num_ws, G.w_dim), "none", None, False, 1,
+            Path({str(tmp_path / "pkg" / "synthesis-x.pt2")!r}))).start()
+        while not aot._children:
+            time.sleep(0.05)
+        print(next(iter(aot._children)).pid, flush=True)
+        time.sleep(600)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", show], stdout=subprocess.PIPE,
+                               text=True, env={**os.environ, "PHOSPHENE_CACHE_DIR":
+                                               str(tmp_path / "cache")})
+    try:
+        child = int(process.stdout.readline())
+    finally:
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.1)
+    assert not _alive(child), "the compile process kept running after its show was killed"
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper has ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status

@@ -597,6 +597,8 @@ class Engine:
         self._wall_s = time.monotonic() - self._started_at if self._started_at else 0.0
         if self._analysis is not None and self._analysis.is_alive():
             self._analysis.join(timeout=5)
+        if self._compile is not None:
+            self._compile.cancel()       # no compiler left running after the show
         parts = (("generator", self.worker, "stop"), ("osc", self.osc, "stop"),
                  ("web", self.web, "stop"),
                  ("midi", self.midi, "close"), ("link", self.link, "stop"),

@@ -10,7 +10,9 @@ takes seconds to a minute, and a performer who starts the show wants a picture n
   MPS stays eager: no CUDA graphs there, and torch.compile's MPS backend is young.
 - The show starts at once with eager frames. A background thread (one per process, see
   ``_compile_thread``), at low priority (a nice value on Linux: the compiler's processes
-  inherit it), compiles, checks the compiled network
+  inherit it), compiles -- on the CPU by waiting for a child process that builds an
+  ahead-of-time package, cached for the next show (``models/stylegan2/aot.py`` says why not
+  in this process) -- checks the compiled network
   against eager on the same input, and only then swaps it in between two frames
   (``FrameGenerator.synthesis`` is one attribute, read once per frame). A compile that fails
   or disagrees leaves the show eager and says why in the log and the report.
@@ -32,6 +34,7 @@ from typing import Any
 import torch
 
 from phosphene.errors import PhospheneError
+from phosphene.models.stylegan2 import aot
 from phosphene.models.stylegan2.fast import compile_for_live
 
 log = logging.getLogger(__name__)
@@ -115,6 +118,7 @@ class BackgroundCompile:
         # thread keeps whatever count it first had
         self.threads = torch.get_num_threads()
         self.done = threading.Event()
+        self._cancelled = False
 
     @property
     def info(self) -> dict[str, Any]:
@@ -134,19 +138,31 @@ class BackgroundCompile:
     def wait(self, timeout: float | None = None) -> bool:
         return self.done.wait(timeout)
 
+    def cancel(self) -> None:
+        """The show is ending: a compile still running stops (on the CPU its child process
+        is ended; a package it had not finished is not kept) and the report says so."""
+        if self.done.is_set():
+            return
+        self._cancelled = True
+        self._info = {**self._info, "state": "eager",
+                      "reason": "the show ended before the compile finished"}
+        aot.stop_builds()
+
     def _run(self) -> None:
         started = time.monotonic()
         try:
             torch.set_num_threads(self.threads)
             generator = self.generator
-            if generator.device.type == "cpu" and (os.cpu_count() or 1) <= 4:
+            if generator.device.type != "cpu" and (os.cpu_count() or 1) <= 4:
                 # inductor's pool of compile processes would take the cores the show needs:
-                # one compile at a time, in this (low-priority) thread
+                # one compile at a time, in this (low-priority) thread. (On the CPU the
+                # compile is a child process of its own, which sees to that itself: aot.py.)
                 from torch._inductor import config as inductor_config
 
                 inductor_config.compile_threads = 1
             with torch.inference_mode():
-                live = compile_for_live(generator.G, force_fp32=generator.force_fp32)
+                live = compile_for_live(generator.G, force_fp32=generator.force_fp32,
+                                        nice=BACKGROUND_NICE)
         except Exception as exc:  # noqa: BLE001 - the show goes on eager
             self._finish(False, f"compile failed ({type(exc).__name__}: {exc})"[:300], started)
             return
@@ -157,6 +173,9 @@ class BackgroundCompile:
 
     def _finish(self, compiled: bool, reason: str, started: float) -> None:
         seconds = time.monotonic() - started
+        if self._cancelled:      # its end is the show's, not a failure of its own
+            self.done.set()
+            return
         self._info = {**self._info, "compiled": compiled, "reason": reason,
                      "state": "compiled" if compiled else "eager",
                      "compile_s": round(seconds, 1)}

@@ -22,22 +22,12 @@ import logging
 import torch
 from torch import nn
 
+from phosphene.models.stylegan2 import aot
+
 log = logging.getLogger(__name__)
 
 # fp32 compiled kernels reorder sums; fp16 blocks are looser still.
 _AGREE_ATOL = {torch.float32: 1e-3, torch.float16: 5e-2}
-
-# Inductor's settings for the CPU, measured on builtin:abstract 256x256, one torch thread, on
-# the 2-core dev VM (docs/benchmarks.md, "The compiled live synthesis on the CPU"):
-# - layout_optimization off: otherwise inductor runs the convolutions channels-last, and a net
-#   with 4-8 channels at its top resolutions then vectorises every bias/lrelu kernel over those
-#   4 channels -- half-empty vectors, 65536 iterations per 256x256 map -- instead of along a row;
-# - cpp_wrapper: the compiled frame calls its ~60 external convolutions from generated C++
-#   instead of a Python wrapper (about 1 ms a frame); it adds ~20 s to a compile, which the
-#   live engine runs in the background while eager frames go on.
-# Together 1.3x -> ~1.47x the eager network. CUDA: inductor's default mode, then a CUDA graph.
-CPU_INDUCTOR_OPTIONS = {"layout_optimization": False, "cpp_wrapper": True}
-
 
 class LiveSynthesis:
     """Calls a (possibly compiled) synthesis network; ``compiled`` says which one runs."""
@@ -144,16 +134,19 @@ class CudaGraphCall:
         return self.out
 
 
-def compile_plan(device_type: str, mode: str | None) -> tuple[dict, bool]:
-    """How ``compile_for_live`` compiles on a device: ``torch.compile``'s keyword arguments (a
-    mode or options, never both) and whether the result is captured in a CUDA graph."""
+def compile_plan(device_type: str, mode: str | None) -> tuple[str, dict]:
+    """How ``compile_for_live`` compiles on a device: ``("ahead", inductor configs)`` for an
+    AOTInductor package built in a child process (the CPU: ``aot.py`` says why),
+    ``("graph", torch.compile kwargs)`` for a compile captured in a CUDA graph (CUDA), or
+    ``("compile", torch.compile kwargs)`` for a plain torch.compile (an explicit ``mode``,
+    other devices)."""
     if mode is not None:
-        return {"mode": mode}, False          # the caller's choice, as torch.compile gives it
+        return "compile", {"mode": mode}      # the caller's choice, as torch.compile gives it
     if device_type == "cuda":
-        return {"mode": "default"}, True
+        return "graph", {"mode": "default"}
     if device_type == "cpu":
-        return {"options": dict(CPU_INDUCTOR_OPTIONS)}, False
-    return {"mode": "default"}, False
+        return "ahead", dict(aot.INDUCTOR_CONFIGS)
+    return "compile", {"mode": "default"}
 
 
 def input_signature(ws: torch.Tensor, noise_mode: str,
@@ -185,12 +178,14 @@ def warmup_noise(G: nn.Module, batch_size: int, device: torch.device
 
 def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const",
                      force_fp32: bool = False, mode: str | None = None,
-                     enable: bool = True) -> LiveSynthesis:
+                     enable: bool = True, nice: int = 0,
+                     use_cache: bool = True) -> LiveSynthesis:
     """Compile ``G.synthesis`` for repeated calls at one batch size; fall back cleanly.
 
     ``mode``: None = this device's plan (``compile_plan``: on CUDA a CUDA graph around
-    inductor's default mode, on the CPU ``CPU_INDUCTOR_OPTIONS``); a torch.compile mode is
-    used as given (``"reduce-overhead"`` then only works on the thread that compiled).
+    inductor's default mode, on the CPU an AOTInductor package built in a child process at
+    ``nice`` and cached unless ``use_cache`` is false); a torch.compile mode is used as given
+    (``"reduce-overhead"`` then only works on the thread that compiled).
     ``noise_mode='random'`` is compiled too (the RNG call is traced), but a CUDA graph replays
     the same draw, so the live path uses 'const' with its own maps.
     """
@@ -199,7 +194,7 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
         live.reason = "compilation disabled"
         return live
     device = G.device if hasattr(G, "device") else next(G.parameters()).device
-    how, capture = compile_plan(device.type, mode)
+    kind, how = compile_plan(device.type, mode)
 
     with torch.inference_mode():
         # an inference tensor, as the live path's ws are (FrameGenerator makes them in
@@ -212,22 +207,34 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
     if noise_mode == "const" and noise is None:
         live.noise_mode = "none"      # no noise to add: the live path asks for none
     try:
-        compiled = torch.compile(live._eager, dynamic=False, fullgraph=False, **how)
+        capture = kind == "graph"
+        if kind == "ahead":
+            fn, built = aot.compiled_synthesis(
+                G.synthesis, tuple(ws.shape), live.noise_mode,
+                None if noise is None else [tuple(m.shape) for m in noise], force_fp32,
+                nice=nice, use_cache=use_cache)
+        else:
+            compiled = torch.compile(live._eager, dynamic=False, fullgraph=False, **how)
         with torch.inference_mode():
             reference = live._eager(ws, live.noise_mode, noise).clone()
             # called as __call__ calls it (noise_mode and noise given): another argument is
             # another dynamo guard, and the first live frame would compile again
-            fn = CudaGraphCall(compiled, ws, live.noise_mode, noise) if capture else compiled
-            for _ in range(1 if capture else 3):
+            if kind != "ahead":
+                fn = CudaGraphCall(compiled, ws, live.noise_mode, noise) if capture \
+                    else compiled
+            for _ in range(1 if kind != "compile" else 3):
                 out = fn(ws, live.noise_mode, noise)
             diff = (out.float() - reference.float()).abs().max().item()
-            if capture:     # another ws through the graph: it must read its input buffers
-                other = ws.flip(1)
-                out = fn(other, live.noise_mode, noise)
-                diff = max(diff, (out.float() - live._eager(other, live.noise_mode, noise)
-                                  .float()).abs().max().item())
+            # other ws through the same call: a graph or package must read its inputs, not
+            # what it was built with (w_avg's rows are all alike: a random offset, not a flip)
+            rng = torch.Generator(device="cpu").manual_seed(1)
+            other = ws + torch.randn(ws.shape, generator=rng).to(device)
+            out = fn(other, live.noise_mode, noise)
+            diff = max(diff, (out.float() - live._eager(other, live.noise_mode, noise)
+                              .float()).abs().max().item())
     except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eager
-        live.reason = f"torch.compile unavailable ({type(exc).__name__}: {str(exc)[:200]})"
+        what = "an ahead-of-time compile" if kind == "ahead" else "torch.compile"
+        live.reason = f"{what} unavailable ({type(exc).__name__}: {str(exc)[:300]})"
         log.warning("live synthesis runs eager: %s", live.reason)
         return live
     dtype = torch.float16 if any(getattr(b, "use_fp16", False) for b in G.synthesis.blocks()) \
@@ -240,9 +247,9 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
     live.compiled = True
     live._signature = input_signature(ws, live.noise_mode, noise)
     live.static_noise = noise is not None
-    if "options" in how:
-        live.reason = "torch.compile (CPU options: " + ", ".join(
-            f"{k}={v}" for k, v in how["options"].items()) + ")"
+    if kind == "ahead":
+        live.reason = "AOTInductor package (" + ", ".join(
+            f"{k}={v}" for k, v in how.items()) + f"; {built})"
     else:
         live.reason = f"torch.compile mode={how['mode']}" + (", captured in a CUDA graph"
                                                             if capture else "")
