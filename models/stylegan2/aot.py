@@ -6,8 +6,10 @@ interpreter lock. At a low OS priority it held that lock while the scheduler pre
 the audio and analysis threads waited behind it: input ages of seconds and dropped audio
 (docs/benchmarks.md, "The compiled live synthesis on the CPU"). Here a child process does all
 of it -- ``torch.export``, then AOTInductor's C++ -- at a low priority of its own, and writes a
-package (a ``.pt2`` holding a shared library and the weights). The show's process only loads
-that package, in milliseconds, and calls it like the eager network. A package is cached under
+package (a ``.pt2`` holding a shared library; the weights stay inputs, see
+:class:`ExportedSynthesis`). The show's process only loads that library, in milliseconds, and
+calls it like the eager network -- through its C interface, so that the interpreter lock is
+free while a frame renders (``aot_runner.py``). A package is cached under
 ``<cache>/compiled/`` (``models/cache.py``), named by everything it depends on
 (:func:`package_key`), so the next show with the same model starts compiled.
 
@@ -35,6 +37,7 @@ import torch
 from torch import nn
 
 from phosphene.models.cache import cache_root
+from phosphene.models.stylegan2.aot_runner import LibraryRunner
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +80,7 @@ class PackageCall:
     It reads the network's weights at each call (a handful of attribute lookups), so it
     renders what the module holds now."""
 
-    def __init__(self, runner, synthesis: nn.Module) -> None:
+    def __init__(self, runner: LibraryRunner, synthesis: nn.Module) -> None:
         self.runner = runner
         self.synthesis = synthesis
         self._where = []           # (module, attribute) of each weight, in package order
@@ -90,9 +93,8 @@ class PackageCall:
 
     def __call__(self, ws: torch.Tensor, noise_mode: str | None = None,
                  noise: list[torch.Tensor] | None = None) -> torch.Tensor:
-        # the loader's boxed call, with the flat inputs in the exported order (ws, weights,
-        # noise): AOTICompiledModel.__call__ would parse its pytree specs anew on every frame
-        return self.runner.loader.boxed_run([ws, *self.weights(), *(noise or [])])[0]
+        # the flat inputs in the exported order: ws, weights, noise maps
+        return self.runner.run([ws, *self.weights(), *(noise or [])])[0]
 
 
 def package_dir() -> Path:
@@ -149,7 +151,10 @@ def partial_path(package: Path) -> Path:
 
 # -- the parent's side -----------------------------------------------------------------------
 _children: set[subprocess.Popen] = set()
+_stopped: set[int] = set()          # pids of builds stop_builds() ended
 _children_lock = threading.Lock()
+PROGRESS_EVERY_S = 15.0
+STEP = "step: "                     # the child's progress lines (among torch's own warnings)
 
 
 def stop_builds() -> int:
@@ -157,6 +162,7 @@ def stop_builds() -> int:
     how many were running."""
     with _children_lock:
         running = [p for p in _children if p.poll() is None]
+        _stopped.update(p.pid for p in running)
     for process in running:
         process.terminate()
     for process in running:
@@ -169,6 +175,29 @@ def stop_builds() -> int:
 
 class BuildFailed(RuntimeError):
     """The child process did not produce a package; the message has the end of its log."""
+
+
+class BuildStopped(BuildFailed):
+    """:func:`stop_builds` ended the build (its show ended): not a failure of the build."""
+
+
+def _wait(process: subprocess.Popen, log_path: Path, timeout_s: float | None,
+          started: float) -> int | str:
+    """The child's exit status (or why it was ended), saying every ``PROGRESS_EVERY_S`` that
+    it is still at work and what it last wrote: a first compile takes minutes."""
+    while True:
+        try:
+            return process.wait(PROGRESS_EVERY_S)
+        except subprocess.TimeoutExpired:
+            elapsed = time.monotonic() - started
+            if timeout_s is not None and elapsed > timeout_s:
+                process.kill()
+                process.wait()
+                return f"timed out after {timeout_s:.0f} s"
+            steps = [line[len(STEP):] for line in
+                     log_path.read_text(errors="replace").splitlines() if line.startswith(STEP)]
+            log.info("compiling the synthesis in a child process: %.0f s so far%s", elapsed,
+                     f" ({steps[-1]})" if steps else "")
 
 
 def build_package(synthesis: nn.Module, ws_shape: tuple, noise_mode: str,
@@ -191,16 +220,16 @@ def build_package(synthesis: nn.Module, ws_shape: tuple, noise_mode: str,
             with _children_lock:
                 _children.add(process)
             try:
-                code = process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                code = f"timed out after {timeout_s:.0f} s"
+                code = _wait(process, log_path, timeout_s, started)
             finally:
                 with _children_lock:
                     _children.discard(process)
+                    stopped = process.pid in _stopped
+                    _stopped.discard(process.pid)
         if code != 0 or not path.exists():
             partial_path(path).unlink(missing_ok=True)    # what a stopped child left
+            if stopped:
+                raise BuildStopped("the compile was stopped (the show ended)")
             tail = log_path.read_text(errors="replace").strip().splitlines()[-6:]
             why = f"exit status {code}" if isinstance(code, int) else code
             if isinstance(code, int) and code < 0:
@@ -210,9 +239,10 @@ def build_package(synthesis: nn.Module, ws_shape: tuple, noise_mode: str,
     return path
 
 
-def load_package(path: Path) -> Callable:
-    """The compiled synthesis in ``path``: called as ``fn(ws)`` or ``fn(ws, noise_maps)``."""
-    runner = torch._inductor.aoti_load_package(str(path))
+def load_package(path: Path) -> LibraryRunner:
+    """The compiled synthesis in ``path``, called without the interpreter lock
+    (``aot_runner.py`` says why not through torch's own loader)."""
+    runner = LibraryRunner(path)
     os.utime(path)          # most recently used: kept when the cache is pruned
     return runner
 
@@ -236,16 +266,19 @@ def compiled_synthesis(synthesis: nn.Module, ws_shape: tuple, noise_mode: str,
     path = package_path(key)
     if use_cache and path.exists():
         try:
-            return PackageCall(load_package(path), synthesis), f"cached package {path.name}"
+            return PackageCall(load_package(path), synthesis), f"from the cache: {path}"
         except Exception as exc:  # noqa: BLE001 - a damaged package: build it again
             log.warning("the cached package %s does not load (%s); building it again", path, exc)
             path.unlink(missing_ok=True)
+    log.info("no compiled synthesis for this model, machine and thread count in the cache yet: "
+             "building %s in a child process (`phosphene live --prepare` does it before a "
+             "show)", path)
     started = time.monotonic()
     build_package(synthesis, ws_shape, noise_mode, noise_shapes, force_fp32, threads, path,
                   nice=nice)
     prune()
     return PackageCall(load_package(path), synthesis), \
-        f"built in {time.monotonic() - started:.0f} s ({path.name})"
+        f"built in {time.monotonic() - started:.0f} s: {path}"
 
 
 # -- the child's side ------------------------------------------------------------------------
@@ -285,14 +318,16 @@ def main(argv: list[str] | None = None) -> int:
     args_in = (ws, weights) if job["noise"] is None else \
         (ws, weights, [torch.zeros(s) for s in job["noise"]])
     started = time.monotonic()
+    print(f"{STEP}tracing the synthesis (torch.export)", flush=True)
     with torch.no_grad():
         program = torch.export.export(call, args_in, strict=False)
-    print(f"exported in {time.monotonic() - started:.1f} s", flush=True)
+    print(f"{STEP}traced in {time.monotonic() - started:.0f} s; generating and compiling its "
+          "C++ (AOTInductor)", flush=True)
     partial = partial_path(args.package)
     torch._inductor.aoti_compile_and_package(program, package_path=str(partial),
                                              inductor_configs=dict(INDUCTOR_CONFIGS))
     os.replace(partial, args.package)     # a build stopped half way leaves no package
-    print(f"compiled in {time.monotonic() - started:.1f} s: {args.package}", flush=True)
+    print(f"{STEP}compiled in {time.monotonic() - started:.0f} s: {args.package}", flush=True)
     return 0
 
 

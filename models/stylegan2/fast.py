@@ -232,6 +232,10 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
             out = fn(other, live.noise_mode, noise)
             diff = max(diff, (out.float() - live._eager(other, live.noise_mode, noise)
                               .float()).abs().max().item())
+    except aot.BuildStopped as exc:      # the show ended first: nothing failed
+        live.reason = str(exc)
+        log.info("live synthesis: %s", live.reason)
+        return live
     except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eager
         what = "an ahead-of-time compile" if kind == "ahead" else "torch.compile"
         live.reason = f"{what} unavailable ({type(exc).__name__}: {str(exc)[:300]})"
@@ -248,8 +252,8 @@ def compile_for_live(G: nn.Module, batch_size: int = 1, noise_mode: str = "const
     live._signature = input_signature(ws, live.noise_mode, noise)
     live.static_noise = noise is not None
     if kind == "ahead":
-        live.reason = "AOTInductor package (" + ", ".join(
-            f"{k}={v}" for k, v in how.items()) + f"; {built})"
+        live.reason = f"AOTInductor package, {built} (" + ", ".join(
+            f"{k}={v}" for k, v in how.items()) + ")"
     else:
         live.reason = f"torch.compile mode={how['mode']}" + (", captured in a CUDA graph"
                                                             if capture else "")

@@ -98,6 +98,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "with eager (default: the preset's generator.compile, auto = on CUDA and "
                    "on a CPU with a C++ compiler; the environment's PHOSPHENE_COMPILE=off|on "
                    "overrides the preset)")
+    p.add_argument("--prepare", action="store_true",
+                   help="build the compiled live synthesis of the preset's model now and exit: "
+                   "run it once at soundcheck (a first compile takes minutes on a laptop CPU) "
+                   "and the show starts compiled from the cache")
     p.add_argument("--headless", action="store_true",
                    help="no window: render off screen (EGL), e.g. for a test run or a server")
     p.add_argument("--size", type=canvas_size, default=None, metavar="WxH",
@@ -137,6 +141,8 @@ def options_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.prepare:
+        return prepare(args)
     # start-up time: the engine loads torch
     from phosphene.live.runtime.engine import Engine
 
@@ -170,6 +176,21 @@ def run(args: argparse.Namespace) -> int:
     ended = report.get("ended") or {"reason": "set-up did not finish", "clean": False}
     print(f"phosphene live: show ended: {ended['reason']}", file=sys.stderr)
     return 0 if ended.get("clean") else 1
+
+
+def prepare(args: argparse.Namespace) -> int:
+    """``--prepare``: the compiled synthesis into the cache, then exit (0: it compiled)."""
+    from phosphene.live.runtime.prepare import prepare_compiled_synthesis
+
+    done = prepare_compiled_synthesis(args.preset, args.model, args.device)
+    if done["compiled"]:
+        print(f"phosphene live --prepare: {done['model']} on {done['device']} compiled in "
+              f"{done['seconds']:.0f} s ({done['reason']}); the show starts with it",
+              file=sys.stderr)
+        return 0
+    print(f"phosphene live --prepare: {done['model']} on {done['device']} stays eager: "
+          f"{done['reason']}", file=sys.stderr)
+    return 1
 
 
 def _main_thread() -> bool:
