@@ -3,10 +3,12 @@ that swaps a checked compiled network in while the show runs eager."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from phosphene.live.runtime.generation import FrameGenerator
 from phosphene.live.runtime.live_compile import BackgroundCompile, compile_decision
 from phosphene.live.show.director import LatentRequest
 from phosphene.models.stylegan2 import GeneratorConfig
+from phosphene.models.stylegan2.fast import warmup_noise
 
 HAS_COMPILER = live_compile.cpp_compiler() is not None
 
@@ -291,3 +294,81 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="the CPU compile needs a C++ compiler")
+def test_the_compiled_synthesis_lets_other_threads_run_while_it_renders():
+    """The show's analysis thread must run while a compiled frame renders (aot_runner.py:
+    torch's own package loader holds the interpreter lock for the whole frame). Deterministic:
+    with a switch interval of minutes, a thread waiting for the lock gets it only where its
+    holder lets go. The main thread sleeps (letting go) and looks where the renderer was when
+    it got the lock back: inside the foreign call (``LibraryRunner._render``) only if that
+    call runs without the lock."""
+    G = noisy_generator(resolution=16)
+    live = compile_from_the_cache(G)
+    call, noise = live._fn, warmup_noise(G, 1, torch.device("cpu"))
+    with torch.inference_mode():
+        ws = G.mapping.w_avg.reshape(1, 1, -1).expand(1, G.num_ws, -1).clone()
+    inputs = [ws, *call.weights(), *noise]
+    done = threading.Event()
+
+    def render() -> None:
+        for _ in range(300):
+            call.runner.run(list(inputs))
+        done.set()
+
+    seen = set()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(300.0)
+    try:
+        renderer = threading.Thread(target=render)
+        renderer.start()
+        while not done.is_set():
+            frame = sys._current_frames().get(renderer.ident)
+            while frame is not None:
+                seen.add(frame.f_code.co_name)
+                frame = frame.f_back
+            time.sleep(0.0002)
+        renderer.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert "run" in seen, f"never saw the renderer in LibraryRunner.run: {seen}"
+    assert "_render" in seen, "the renderer held the interpreter lock through every frame"
+
+
+def compile_from_the_cache(G):
+    from phosphene.models.stylegan2.fast import compile_for_live
+
+    live = compile_for_live(G)
+    assert live.compiled and "AOTInductor package" in live.reason, live.reason
+    return live
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="the CPU compile needs a C++ compiler")
+def test_prepare_at_soundcheck_then_the_show_starts_compiled(tmp_path):
+    """``phosphene live --prepare`` builds the package the show will look up (same model,
+    device and thread count): the show that follows loads it instead of compiling."""
+    from phosphene.models.loading import save_generator
+
+    model = save_generator(noisy_generator(resolution=16), tmp_path / "tiny.safetensors")
+    preset = write_presets(tmp_path / "presets")
+    env = {**os.environ, "PHOSPHENE_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("PHOSPHENE_COMPILE", None)        # the show decides as a performer's would: auto
+
+    def phosphene(*args):
+        return subprocess.run([sys.executable, "-m", "phosphene", *map(str, args)],
+                              capture_output=True, text=True, timeout=600, env=env)
+
+    prepared = phosphene("live", "--prepare", "--preset", preset, "--model", model)
+    assert prepared.returncode == 0, prepared.stderr
+    assert "compiled in" in prepared.stderr and "the show starts with it" in prepared.stderr
+    assert len(list((tmp_path / "cache" / "compiled").glob("synthesis-*.pt2"))) == 1
+    wav = write_clicks(tmp_path / "clicks.wav", [0.5, 1.5, 2.5, 3.5], duration_s=6.0)
+    show = phosphene("live", "--headless", "--preset", preset, "--model", model,
+                     "--audio-file", wav, "--output", "none", "--no-osc",
+                     "--report", tmp_path / "run.json")
+    assert show.returncode == 0, show.stderr
+    synthesis = json.loads((tmp_path / "run.json").read_text())["frames"]["synthesis"]
+    assert synthesis["state"] == "compiled", synthesis
+    assert "from the cache" in synthesis["reason"]
+    assert "auto: CPU with a C++ compiler" in synthesis["why"]

@@ -87,11 +87,15 @@ class LibraryRunner:
         inputs = (ctypes.c_void_p * len(handles))(
             *[_api.PyCapsule_GetPointer(h, None) for h in handles])
         outputs = (ctypes.c_void_p * self.num_outputs)()
-        self._check(self._lib.AOTInductorModelContainerRun(
-            self._container, inputs, len(handles), outputs, self.num_outputs, None, None),
-            "run")
+        self._check(self._render(inputs, len(handles), outputs), "run")
         return torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs(
             [_api.PyCapsule_New(pointer, None, None) for pointer in outputs])
+
+    def _render(self, inputs, count: int, outputs) -> int:
+        """The foreign call itself, the span ctypes runs without the interpreter lock (a
+        method of its own so that a test can see a thread inside it)."""
+        return self._lib.AOTInductorModelContainerRun(
+            self._container, inputs, count, outputs, self.num_outputs, None, None)
 
     def __del__(self) -> None:
         container = getattr(self, "_container", None)
