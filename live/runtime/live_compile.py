@@ -146,7 +146,11 @@ class BackgroundCompile:
         self._cancelled = True
         self._info = {**self._info, "state": "eager",
                       "reason": "the show ended before the compile finished"}
-        aot.stop_builds()
+        if aot.stop_builds():
+            log.warning("the show ended before its compiled synthesis was built (a first "
+                        "build needs minutes of spare CPU, which a show on a few cores "
+                        "leaves little of): `phosphene live --prepare` with this preset "
+                        "builds it once, and later shows start compiled")
 
     def _run(self) -> None:
         started = time.monotonic()

@@ -211,7 +211,7 @@ def build_package(synthesis: nn.Module, ws_shape: tuple, noise_mode: str,
     """Export and compile ``synthesis`` into the package ``path`` in a child process (at
     ``nice``), and wait for it. Raises :class:`BuildFailed` with the child's last log lines."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    call = ExportedSynthesis(synthesis, noise_mode, force_fp32).to("cpu")
+    call = ExportedSynthesis(synthesis, noise_mode, force_fp32)     # on the CPU: compile_plan
     with tempfile.TemporaryDirectory(prefix="build-", dir=path.parent) as work:
         job, log_path = Path(work) / "job.pt", Path(work) / "build.log"
         torch.save({"call": call, "ws": tuple(ws_shape), "noise": noise_shapes,
