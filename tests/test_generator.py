@@ -407,7 +407,6 @@ def test_the_cpu_compile_is_built_in_a_child_process_and_cached(tmp_path, monkey
     assert "AOTInductor package" in live.reason and "built in" in live.reason
     packages = list((tmp_path / "cache" / "compiled").glob("synthesis-*.pt2"))
     assert len(packages) == 1
-    assert not list((tmp_path / "cache" / "compiled").glob("partial-*"))
     assert not list((tmp_path / "cache" / "compiled").glob("build-*"))   # job folders go
     ws = G.mapping(torch.randn(1, G.z_dim), None).detach()
     with torch.no_grad():

@@ -372,3 +372,16 @@ def test_prepare_at_soundcheck_then_the_show_starts_compiled(tmp_path):
     assert synthesis["state"] == "compiled", synthesis
     assert "from the cache" in synthesis["reason"]
     assert "auto: CPU with a C++ compiler" in synthesis["why"]
+
+
+def test_the_build_process_takes_the_nice_value_it_is_given_not_more():
+    """The show's compile thread runs at nice 10 and the build process it starts inherits
+    that; the build sets its nice value (10) rather than adding to it (19: starved)."""
+    script = ("import os; from phosphene.models.stylegan2.aot import _set_nice; "
+              "_set_nice(10); print(os.getpriority(os.PRIO_PROCESS, 0))")
+    inherited = subprocess.run(["nice", "-n", "10", sys.executable, "-c", script],
+                               capture_output=True, text=True, check=True)
+    assert inherited.stdout.strip() == "10"
+    fresh = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True)
+    assert fresh.stdout.strip() == str(max(10, os.getpriority(os.PRIO_PROCESS, 0)))

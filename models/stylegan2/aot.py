@@ -25,13 +25,14 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -148,11 +149,6 @@ def package_path(key: str) -> Path:
     return package_dir() / f"synthesis-{key[:32]}.pt2"
 
 
-def partial_path(package: Path) -> Path:
-    """Where the child writes before the package is whole (inductor wants a name ending in
-    .pt2; the prefix keeps it out of :func:`prune`'s and the loader's way)."""
-    return package.with_name("partial-" + package.name)
-
 
 # -- the parent's side -----------------------------------------------------------------------
 _children: set[subprocess.Popen] = set()
@@ -232,7 +228,6 @@ def build_package(synthesis: nn.Module, ws_shape: tuple, noise_mode: str,
                     stopped = process.pid in _stopped
                     _stopped.discard(process.pid)
         if code != 0 or not path.exists():
-            partial_path(path).unlink(missing_ok=True)    # what a stopped child left
             if stopped:
                 raise BuildStopped("the compile was stopped (the show ended)")
             tail = log_path.read_text(errors="replace").strip().splitlines()[-6:]
@@ -253,7 +248,11 @@ def load_package(path: Path) -> LibraryRunner:
 
 
 def prune(keep: int = KEEP_PACKAGES) -> list[Path]:
-    """Deletes all but the ``keep`` most recently used packages; the ones deleted."""
+    """Deletes all but the ``keep`` most recently used packages, and the folders of builds
+    whose show was killed outright (a day old); the packages deleted."""
+    for stale in package_dir().glob("build-*"):
+        if time.time() - stale.stat().st_mtime > 86400:
+            shutil.rmtree(stale, ignore_errors=True)
     packages = sorted(package_dir().glob("synthesis-*.pt2"), key=lambda p: p.stat().st_mtime,
                       reverse=True)
     for old in packages[keep:]:
@@ -263,7 +262,7 @@ def prune(keep: int = KEEP_PACKAGES) -> list[Path]:
 
 def compiled_synthesis(synthesis: nn.Module, ws_shape: tuple, noise_mode: str,
                        noise_shapes: list[tuple] | None, force_fp32: bool, *, nice: int = 0,
-                       use_cache: bool = True) -> tuple[Callable, str]:
+                       use_cache: bool = True) -> tuple[PackageCall, str]:
     """The package for these inputs, from the cache or built now: (a :class:`PackageCall`
     on ``synthesis``, how it came)."""
     threads = torch.get_num_threads()
@@ -297,6 +296,17 @@ def _end_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _set_nice(target: int) -> None:
+    """This process at nice ``target`` (the compiler processes it starts inherit it). Set, not
+    added: a child started from the show's low-priority compile thread already has that
+    thread's nice value, and adding would take it to the bottom."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) < target:
+            os.setpriority(os.PRIO_PROCESS, 0, target)
+    except (AttributeError, OSError):
+        pass         # not on this platform: the build runs at the show's priority
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m phosphene.models.stylegan2.aot",
                                      description="Build one compiled synthesis package.")
@@ -307,8 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.parent is not None:
         _end_with_parent(args.parent)
     job: dict[str, Any] = torch.load(args.job, weights_only=False)   # our own parent wrote it
-    if job["nice"]:
-        os.nice(job["nice"])      # the compiler processes it starts inherit it
+    _set_nice(job["nice"])
     torch.set_num_threads(job["threads"])     # the kernels are built for this many threads
     from torch._inductor import config as inductor_config
 
@@ -328,10 +337,12 @@ def main(argv: list[str] | None = None) -> int:
         program = torch.export.export(call, args_in, strict=False)
     print(f"{STEP}traced in {time.monotonic() - started:.0f} s; generating and compiling its "
           "C++ (AOTInductor)", flush=True)
-    partial = partial_path(args.package)
+    # written in the build's own folder (two shows building the same package do not write
+    # one file), then renamed into place: a build stopped half way leaves no package
+    partial = args.job.parent / "package.pt2"
     torch._inductor.aoti_compile_and_package(program, package_path=str(partial),
                                              inductor_configs=dict(INDUCTOR_CONFIGS))
-    os.replace(partial, args.package)     # a build stopped half way leaves no package
+    os.replace(partial, args.package)
     print(f"{STEP}compiled in {time.monotonic() - started:.0f} s: {args.package}", flush=True)
     return 0
 
