@@ -43,8 +43,13 @@ from phosphene.models.stylegan2.aot_runner import LibraryRunner
 log = logging.getLogger(__name__)
 
 PACKAGE_VERSION = 1           # bump when what a package holds changes
-# inductor's settings for the CPU (measured in fast.py's CPU_INDUCTOR_OPTIONS: channels-last
-# off; AOTInductor's wrapper is C++ already)
+# Inductor's settings for the CPU, measured on builtin:abstract 256x256 at one torch thread
+# (docs/benchmarks.md, "The compiled live synthesis on the CPU"): layout_optimization off,
+# because otherwise inductor runs the convolutions channels-last, and a net with 4-8 channels
+# at its top resolutions then vectorises every bias/lrelu kernel over those few channels
+# (half-empty vectors, 65536 iterations per 256x256 map) instead of along a row. The wrapper
+# that calls the ~60 external convolutions is C++ in a package (in-process it had to be asked
+# for: cpp_wrapper, worth ~1 ms a frame).
 INDUCTOR_CONFIGS = {"layout_optimization": False}
 KEEP_PACKAGES = 8             # the cache keeps the most recently used packages, drops older
 
