@@ -1,9 +1,10 @@
 """The compiled live synthesis: whether to use it, and building it without holding up the show.
 
 ``compile_for_live`` (``models/stylegan2/fast.py``) is worth having wherever it works: a CUDA
-graph on a GPU (one launch per frame instead of a hundred), and about twice the frame rate on a
-CPU (measured on builtin:abstract at 256x256, 2-core VM: 42 -> 82 frames/s). But a compile
-takes seconds to a minute, and a performer who starts the show wants a picture now. So:
+graph on a GPU (one launch per frame instead of a hundred), and ~1.45x the eager network on a
+CPU (builtin:abstract at 256x256, 2-core VM; 29 instead of 19 generated frames/s in a 512x512
+show). But a first compile takes minutes on a laptop CPU, and a performer who starts the show
+wants a picture now. So:
 
 - ``auto`` (the default of ``--compile`` and a preset's ``generator.compile``) compiles on CUDA,
   and on the CPU when a C++ compiler is on the PATH (inductor's CPU backend needs one). Apple's
