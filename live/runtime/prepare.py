@@ -12,6 +12,10 @@ import logging
 import time
 from typing import Any
 
+from phosphene.live.runtime.engine import leave_a_core_for_the_display
+from phosphene.live.runtime.session import open_generator, source_from_preset
+from phosphene.models.stylegan2.fast import compile_for_live
+
 log = logging.getLogger(__name__)
 
 
@@ -19,10 +23,6 @@ def prepare_compiled_synthesis(preset: str | None, model: str | None = None,
                                device: str | None = None) -> dict[str, Any]:
     """Open the show's generator as ``phosphene live`` would, and compile its synthesis now:
     ``{"model", "device", "compiled", "reason", "seconds"}``."""
-    from phosphene.live.runtime.engine import leave_a_core_for_the_display
-    from phosphene.live.runtime.session import open_generator, source_from_preset
-    from phosphene.models.stylegan2.fast import compile_for_live
-
     source = source_from_preset(preset, model)
     generator, model_source = open_generator(source.model_source, device or "auto")
     if generator.device.type == "cpu":

@@ -235,11 +235,17 @@ def build_package(synthesis: nn.Module, ws_shape: tuple, noise_mode: str,
         if code != 0 or not path.exists():
             if stopped:
                 raise BuildStopped("the compile was stopped (the show ended)")
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-6:]
+            lines = [line for line in log_path.read_text(errors="replace").splitlines()
+                     if line.strip()]
             why = f"exit status {code}" if isinstance(code, int) else code
             if isinstance(code, int) and code < 0:
                 why = f"stopped by signal {-code}"
-            raise BuildFailed(f"the compile process failed ({why}): " + " | ".join(tail))
+            # the whole end of the log for whoever debugs it; its last line (the error) for
+            # the report
+            log.warning("the compile process failed (%s); the end of its output:\n%s", why,
+                        "\n".join(lines[-20:]))
+            raise BuildFailed(f"the compile process failed ({why}): "
+                              + (lines[-1].strip() if lines else "no output"))
     log.info("compiled the synthesis into %s in %.0f s", path, time.monotonic() - started)
     return path
 

@@ -180,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
 def prepare(args: argparse.Namespace) -> int:
     """``--prepare``: the compiled synthesis into the cache, then exit (0: it compiled)."""
+    # start-up time: it loads torch
     from phosphene.live.runtime.prepare import prepare_compiled_synthesis
 
     done = prepare_compiled_synthesis(args.preset, args.model, args.device)
