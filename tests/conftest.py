@@ -1,6 +1,8 @@
 """Fixtures shared by several test modules."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -33,4 +35,7 @@ os.environ.setdefault("PHOSPHENE_COMPILE", "off")
 # Nothing a test makes goes into the user's cache folder (models/cache.py): one folder for the
 # session, shared by the tests (compiled synthesis packages built once serve the tests after);
 # tests of a cache itself point PHOSPHENE_CACHE_DIR at a folder of their own.
-os.environ.setdefault("PHOSPHENE_CACHE_DIR", tempfile.mkdtemp(prefix="phosphene-test-cache-"))
+if "PHOSPHENE_CACHE_DIR" not in os.environ:
+    _session_cache = tempfile.mkdtemp(prefix="phosphene-test-cache-")
+    os.environ["PHOSPHENE_CACHE_DIR"] = _session_cache
+    atexit.register(shutil.rmtree, _session_cache, ignore_errors=True)

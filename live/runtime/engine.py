@@ -421,11 +421,8 @@ class Engine:
 
     def _open_generator(self, source: ShowSource):
         o = self.options
-        # a performer with a GPU expects it to be used without asking: auto = cuda, mps, cpu
-        generator, self.model_source = open_generator(
-            source.model_source, o.device or "auto", generator=self._injected_generator)
-        if generator.device.type == "cpu":
-            leave_a_core_for_the_display()
+        generator, self.model_source = open_live_generator(
+            source.model_source, o.device, generator=self._injected_generator)
         compile_it, why = compile_decision(o.compile, source.preset.generator.compile,
                                            generator.device.type)
         if compile_it:        # eager frames until the compiled network is built and checked
@@ -680,6 +677,18 @@ class Engine:
                    "parameters": dict(state.values),
                    "effects_enabled": dict(state.effects_enabled),
                    "blackout": state.blackout, "frozen": state.frozen})
+
+
+def open_live_generator(model_source: str, device: str | None = None, *,
+                        generator: Any = None):
+    """The show's frame generator and model name, as ``phosphene live`` opens it: a performer
+    with a GPU expects it used without asking (``auto`` = cuda, mps, cpu), and on the CPU one
+    core is left for the display. ``live --prepare`` opens it the same way: the thread count
+    is part of a compiled package's cache key."""
+    frame_generator, name = open_generator(model_source, device or "auto", generator=generator)
+    if frame_generator.device.type == "cpu":
+        leave_a_core_for_the_display()
+    return frame_generator, name
 
 
 def leave_a_core_for_the_display() -> None:

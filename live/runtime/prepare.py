@@ -12,8 +12,8 @@ import logging
 import time
 from typing import Any
 
-from phosphene.live.runtime.engine import leave_a_core_for_the_display
-from phosphene.live.runtime.session import open_generator, source_from_preset
+from phosphene.live.runtime.engine import open_live_generator
+from phosphene.live.runtime.session import source_from_preset
 from phosphene.models.stylegan2.fast import compile_for_live
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,7 @@ def prepare_compiled_synthesis(preset: str | None, model: str | None = None,
     """Open the show's generator as ``phosphene live`` would, and compile its synthesis now:
     ``{"model", "device", "compiled", "reason", "seconds"}``."""
     source = source_from_preset(preset, model)
-    generator, model_source = open_generator(source.model_source, device or "auto")
-    if generator.device.type == "cpu":
-        leave_a_core_for_the_display()     # the show's thread count: part of the package key
+    generator, _ = open_live_generator(source.model_source, device)
     log.info("compiling the live synthesis of %s on %s (a first compile takes minutes on a "
              "CPU; the show then starts with it)", source.model_source, generator.device)
     started = time.monotonic()
