@@ -108,6 +108,29 @@ def test_upfirdn2d_matches_scipy(up, down, pad):
     np.testing.assert_allclose(out.numpy(), ref_upfirdn(x, f, up, down, pad), atol=1e-5)
 
 
+@pytest.mark.parametrize("up,pad,flip", [(2, (2, 1, 2, 1), False), (2, (-1, 3, 0, -1), False),
+                                          (2, (1, 1, 2, 3), True), (1, (1, 2, 0, 3), False),
+                                          (1, (-1, -1, -1, -1), True), (2, (0, 1, 0, 0), False)])
+def test_the_stencil_fir_computes_the_same_filter_without_a_convolution(up, pad, flip,
+                                                                        monkeypatch):
+    """Traced for the CPU compiler, short filters are shifted-slice sums in polyphase form
+    (ops.fir_as_stencil). Same values as scipy's convolution, odd-sized outputs included
+    ((2, (0, 1, 0, 0)) gives 11x12 from 6x7), and no convolution runs at all."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 7, 6))
+    f = rng.standard_normal((4, 4))         # asymmetric, so a flip or a phase mix-up shows
+
+    def no_convolution(*args, **kwargs):
+        raise AssertionError("the stencil ran a convolution")
+
+    monkeypatch.setattr(F, "conv2d", no_convolution)
+    with ops.fir_as_stencil():
+        out = ops.upfirdn2d(torch.from_numpy(x).float(), torch.from_numpy(f).float(), up=up,
+                            padding=list(pad), flip_filter=flip, gain=1.5)
+    expected = ref_upfirdn(x, f[::-1, ::-1] if flip else f, up, 1, pad) * 1.5   # gain
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
+
+
 def test_upsample2d_keeps_dc_and_doubles_size():
     x = torch.full([1, 3, 8, 8], 0.7)
     y = ops.upsample2d(x, ops.setup_filter([1, 3, 3, 1]))
@@ -456,6 +479,29 @@ def test_the_package_key_follows_the_architecture_and_inputs_not_the_weights():
         if hasattr(module, "conv_clamp"):
             module.conv_clamp = 128
     assert aot.package_key(clamped.synthesis, shape, "none", None, False, 1) != key
+
+
+def test_the_exported_synthesis_filters_as_stencils_inductor_can_fuse():
+    """What the CPU package is built from: every convolution left in the exported graph is a
+    modulated one (groups 1 at batch 1); the 4x4 up-sampling filters are shifted-slice sums
+    that inductor fuses, not depthwise convolutions (mkldnn runs those ~3x slower on a few
+    channels). The exported graph still renders the network's image."""
+    from phosphene.models.stylegan2 import aot
+
+    G = tiny_generator(img_resolution=16, noise_strength=0.0)
+    call = aot.ExportedSynthesis(G.synthesis, "none", False).eval()
+    tensors = dict(G.synthesis.named_parameters()) | dict(G.synthesis.named_buffers())
+    weights = [tensors[name] for name in call.names]
+    ws = G.mapping(torch.randn(1, G.z_dim), None).detach()
+    with torch.no_grad():
+        program = torch.export.export(call, (ws, weights), strict=False).run_decompositions()
+        convolutions = [node for node in program.graph.nodes
+                        if node.target == torch.ops.aten.convolution.default]
+        modulated = sum(block.num_conv + block.num_torgb for block in G.synthesis.blocks())
+        assert len(convolutions) == modulated
+        assert all(node.args[-1] == 1 for node in convolutions)     # groups
+        torch.testing.assert_close(program.module()(ws, weights),
+                                   G.synthesis(ws, noise_mode="none"), atol=1e-5, rtol=1e-5)
 
 
 def test_the_compiled_synthesis_takes_plain_tensors_without_falling_back():

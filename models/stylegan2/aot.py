@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from phosphene.models.cache import cache_root
+from phosphene.models.stylegan2 import ops
 from phosphene.models.stylegan2.aot_runner import LibraryRunner
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,10 @@ class ExportedSynthesis(nn.Module):
 
     def forward(self, ws: torch.Tensor, weights: list[torch.Tensor],
                 noise: list[torch.Tensor] | None = None) -> torch.Tensor:
-        return torch.func.functional_call(
-            self.synthesis, dict(zip(self.names, weights)), (ws,),
-            {"noise_mode": self.noise_mode, "force_fp32": self.force_fp32, "noise": noise})
+        with ops.fir_as_stencil():      # FIR filters that inductor can fuse (ops.py)
+            return torch.func.functional_call(
+                self.synthesis, dict(zip(self.names, weights)), (ws,),
+                {"noise_mode": self.noise_mode, "force_fp32": self.force_fp32, "noise": noise})
 
 
 def weight_names(synthesis: nn.Module) -> list[str]:
