@@ -1,8 +1,8 @@
 """The compiled live synthesis: whether to use it, and building it without holding up the show.
 
 ``compile_for_live`` (``models/stylegan2/fast.py``) is worth having wherever it works: a CUDA
-graph on a GPU (one launch per frame instead of a hundred), and ~1.45x the eager network on a
-CPU (builtin:abstract at 256x256, 2-core VM; 29 instead of 19 generated frames/s in a 512x512
+graph on a GPU (one launch per frame instead of a hundred), and ~1.55x the eager network on a
+CPU (builtin:abstract at 256x256, 2-core VM; 41 instead of 24 generated frames/s in a 512x512
 show). But a first compile takes minutes on a laptop CPU, and a performer who starts the show
 wants a picture now. So:
 

@@ -49,8 +49,9 @@ PACKAGE_VERSION = 1           # bump when what a package holds changes
 # because otherwise inductor runs the convolutions channels-last, and a net with 4-8 channels
 # at its top resolutions then vectorises every bias/lrelu kernel over those few channels
 # (half-empty vectors, 65536 iterations per 256x256 map) instead of along a row. The wrapper
-# that calls the ~60 external convolutions is C++ in a package (in-process it had to be asked
-# for: cpp_wrapper, worth ~1 ms a frame).
+# that calls the external (modulated) convolutions is C++ in a package (in-process it had to
+# be asked for: cpp_wrapper, worth ~1 ms a frame); the up-sampling filters are no external
+# calls at all (ops.fir_as_stencil).
 INDUCTOR_CONFIGS = {"layout_optimization": False}
 KEEP_PACKAGES = 8             # the cache keeps the most recently used packages, drops older
 
@@ -160,7 +161,6 @@ def package_key(synthesis: nn.Module, ws_shape: tuple, noise_mode: str,
 
 def package_path(key: str) -> Path:
     return package_dir() / f"synthesis-{key[:32]}.pt2"
-
 
 
 # -- the parent's side -----------------------------------------------------------------------

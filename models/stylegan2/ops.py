@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import math
+import operator
 from typing import Sequence
 
 import torch
@@ -111,10 +113,10 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int = 1, down: int = 
 
 # Set while a graph is traced for inductor's CPU code (the compiled live synthesis, aot.py):
 # there a short 2-D filter is written out as a sum of shifted slices, which inductor fuses
-# with its neighbours into one vectorised loop, where the depthwise convolution above stays an
+# with its neighbours into vectorised loops, where the depthwise convolution above stays an
 # external call per filter (mkldnn's depthwise kernel: ~1 ms for a 4-channel 256x256 map
-# against ~0.3 ms fused, builtin:abstract on one core). Eager keeps the convolution: the
-# stencil's 16 slices would be 32 separate ops there.
+# against ~0.6 ms as a stencil, builtin:abstract on one core; docs/benchmarks.md). Eager keeps
+# the convolution: the stencil's slices would be dozens of separate ops there.
 _FIR_AS_STENCIL = contextvars.ContextVar("fir_as_stencil", default=False)
 
 
@@ -148,7 +150,7 @@ def _upfirdn2d_stencil(x: torch.Tensor, f: torch.Tensor, up: int,
     batch, channels, height, width = x.shape
     x0, x1, y0, y1 = _parse_padding(padding)
     fh, fw = f.shape
-    g = f.to(device=x.device, dtype=x.dtype) * (gain ** (f.ndim / 2))
+    g = f.to(device=x.device, dtype=x.dtype) * gain      # a 2-D filter takes the gain once
     if not flip_filter:
         g = g.flip([0, 1])
     out_h = height * up + y0 + y1 - fh + 1
@@ -166,25 +168,18 @@ def _upfirdn2d_stencil(x: torch.Tensor, f: torch.Tensor, up: int,
     right = max(0, cols - 1 + max(offsets_x) - (width - 1))
     xp = F.pad(x, [left, right, top, bottom])
 
-    phase_rows = []
-    for a in range(up):
-        phase_cols = []
-        for b in range(up):
-            acc = None
-            for ky, dy in row_taps[a]:
-                for kx, dx in col_taps[b]:
-                    term = g[ky, kx] * xp[:, :, top + dy: top + dy + rows,
-                                          left + dx: left + dx + cols]
-                    acc = term if acc is None else acc + term
-            phase_cols.append(acc)
-        phase_rows.append(torch.stack(phase_cols, dim=-1))      # [N, C, rows, cols, up]
+    def phase(a: int, b: int) -> torch.Tensor:
+        """The outputs at rows ``up * m + a``, columns ``up * n + b``: ``[N, C, rows, cols]``."""
+        terms = [g[ky, kx] * xp[:, :, top + dy: top + dy + rows, left + dx: left + dx + cols]
+                 for ky, dy in row_taps[a] for kx, dx in col_taps[b]]
+        return functools.reduce(operator.add, terms)
+
     if up == 1:
-        return phase_rows[0][..., 0]
-    interleaved = torch.stack(phase_rows, dim=3)                # [N, C, rows, up, cols, up]
+        return phase(0, 0)
+    interleaved = torch.stack([torch.stack([phase(a, b) for b in range(up)], dim=-1)
+                               for a in range(up)], dim=3)      # [N, C, rows, up, cols, up]
     interleaved = interleaved.reshape(batch, channels, rows * up, cols * up)
-    if rows * up != out_h or cols * up != out_w:
-        interleaved = interleaved[:, :, :out_h, :out_w]
-    return interleaved
+    return interleaved[:, :, :out_h, :out_w]
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2, gain: float = 1.0) -> torch.Tensor:
